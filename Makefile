@@ -1,0 +1,18 @@
+# Quick start:  make demo   (synthetic scene, no microphone)   |   make test   (whole suite)
+export NUMBA_CACHE_DIR ?= $(HOME)/.cache/avstream/numba
+export OPENBLAS_NUM_THREADS ?= 1
+VENV := .venv/bin
+
+.PHONY: setup demo test bench
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/avstream run
+
+test: setup
+	$(VENV)/python -m pytest -q tests
+
+bench: setup
+	$(VENV)/python -m pip install -q pyroomacoustics acoular
+	$(VENV)/avstream bench

@@ -1,0 +1,1 @@
+"""Audio capture: sources (device, file, synthetic), ring buffer and sample clock."""

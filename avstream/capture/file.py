@@ -1,0 +1,112 @@
+"""Audio files through soundfile (WAV, FLAC, and what libsndfile reads)."""
+from __future__ import annotations
+
+import sys
+from math import gcd
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from ..errors import InputError
+
+FLAG_TRUNCATED = "truncated"
+
+
+class FileSource:
+    """Synchronous source core over a file: ``read()`` gives (n_channels, block) float32 blocks.
+
+    Parameters
+    ----------
+    path : str
+    array : MicArray
+        The file must have ``array.n_channels`` channels.
+    block : int
+    realtime : bool
+        Pace reads to real time (the threaded runner sleeps); otherwise as fast as possible.
+    target_rate : int or None
+        When set and the file's rate differs, the whole file is resampled (polyphase) to it and
+        a note says so on stderr.
+    loop : bool
+    """
+
+    def __init__(self, path, array, block=256, realtime=False, target_rate=None, loop=False):
+        self.path, self.block, self.realtime, self.loop = str(path), block, realtime, loop
+        try:
+            self._sf = sf.SoundFile(self.path)
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise InputError(f"{path}: cannot read audio ({_reason(exc)})") from None
+        if self._sf.channels != array.n_channels:
+            hint = ""
+            if self._sf.channels == array.n_mics:
+                hint = (f"; it has one channel per microphone, so give an array YAML with "
+                        f"mic_channels: {list(range(array.n_mics))}")
+            raise InputError(
+                f"{path}: has {self._sf.channels} channels but array {array.name} expects "
+                f"{array.n_channels} (microphones on channels {list(array.mic_channels)}){hint}")
+        self.n_channels = self._sf.channels
+        self.file_rate = self._sf.samplerate
+        self.declared_frames = self._sf.frames
+        self.sample_rate = self.file_rate
+        self._data = None
+        self._pos = 0
+        self.truncated = False
+        if target_rate and target_rate != self.file_rate:
+            print(f"avstream: {path} is {self.file_rate} Hz, array {array.name} is {target_rate} Hz: "
+                  f"resampling to {target_rate} Hz", file=sys.stderr)
+            x = self._read_all()
+            g = gcd(int(target_rate), int(self.file_rate))
+            self._data = resample_poly(x, target_rate // g, self.file_rate // g, axis=0).astype(np.float32)
+            self.sample_rate = int(target_rate)
+
+    def _read_all(self):
+        try:
+            x = self._sf.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise InputError(f"{self.path}: cannot read audio ({_reason(exc)})") from None
+        if len(x) < self.declared_frames:
+            self._note_truncated(len(x))
+        return x
+
+    def _note_truncated(self, got):
+        if not self.truncated:
+            self.truncated = True
+            print(f"avstream: {self.path} is truncated: its header declares {self.declared_frames} frames, "
+                  f"{got} could be read; using those", file=sys.stderr)
+
+    def read(self):
+        """The next block, or None at the end of the file."""
+        if self._data is not None:
+            if self._pos >= len(self._data):
+                if not self.loop or len(self._data) == 0:
+                    return None
+                self._pos = 0
+            x = self._data[self._pos:self._pos + self.block]
+            self._pos += len(x)
+            return np.ascontiguousarray(x.T)
+        try:
+            x = self._sf.read(self.block, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            self._note_truncated(self._pos)
+            return None
+        self._pos += len(x)
+        if len(x) == 0:
+            if self._pos < self.declared_frames:
+                self._note_truncated(self._pos)
+            if self.loop and self._pos > 0:
+                self._sf.seek(0)
+                self._pos = 0
+                return self.read()
+            return None
+        return np.ascontiguousarray(x.T)
+
+    def start(self):
+        pass
+
+    def stop(self):
+        self._sf.close()
+
+
+def _reason(exc) -> str:
+    text = str(exc).strip()
+    return text.split(": ", 1)[-1] if text else type(exc).__name__

@@ -1,0 +1,228 @@
+"""Command line: ``avstream run | locate | bench | devices``."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+# Decide the threading of BLAS and Numba together before NumPy loads: one core each for the
+# pipeline's math, so the robot keeps the other cores (and two pools never fight over two).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+from .errors import AvstreamError  # noqa: E402
+
+DESCRIPTION = """\
+avstream: where sounds come from, live, from a microphone array.
+
+  avstream run                 synthetic demo scene (no microphone needed), 5 s, status line
+  avstream run --source file --file rec.wav --array respeaker_usb_4mic --jsonl out.jsonl
+  avstream run --source device --device ReSpeaker --array respeaker_usb_4mic --duration 0
+  avstream locate rec.wav --array my_array.yaml --sources 2     JSON Lines to stdout
+  avstream bench               avstream and its peers side by side
+  avstream devices             list PortAudio input devices
+
+Directions: azimuth = atan2(y, x) in degrees counter-clockwise from +x (x forward, y left,
+z up); elevation in degrees up from the x-y plane. A planar array cannot tell up from down:
+it searches the half-space it faces (up, for a board lying flat).
+"""
+
+
+def _add_common(p, grid_default=None):
+    p.add_argument("--array", help="array preset or YAML file with mic_positions "
+                                   "(presets: respeaker_usb_4mic, respeaker_4mic_hat, respeaker_6mic, "
+                                   "minidsp_uma8, minidsp_uma16, matrix_voice)")
+    p.add_argument("--grid", help="sphere:N (about N directions; the half-space faced by a planar array) or "
+                                  "fov:H,V:COLS,ROWS (azimuth/elevation rectangle centred on +x)")
+    p.add_argument("--sources", type=int, help="sources reported per update (default 3)")
+    p.add_argument("--band", help="band LO,HI in Hz (default 300,6000)")
+    p.add_argument("--frame", type=int, help="STFT frame in samples (default 512)")
+    p.add_argument("--hop", type=int, help="STFT hop in samples (default 256)")
+    p.add_argument("--update-frames", type=int, help="STFT frames per heatmap update (default 4)")
+    p.add_argument("--config", help="YAML configuration file (see README); flags override it")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any configuration key, e.g. --set localize.smoothing=0.5 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avstream", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the live pipeline (default: the synthetic demo)",
+                         description="Run the streaming pipeline until the duration ends, the file ends or "
+                                     "Ctrl-C. With no arguments: the synthetic demo scene for 5 s.")
+    _add_common(run)
+    run.add_argument("--source", choices=["synthetic", "file", "device"], help="audio source (default synthetic)")
+    run.add_argument("--file", help="audio file for --source file (WAV, FLAC, ...)")
+    run.add_argument("--fast", action="store_true", help="read a file as fast as possible, not in real time")
+    run.add_argument("--device", help="input device index or name substring for --source device")
+    run.add_argument("--rate", type=int, help="device sample rate (default: the array's, else 16000)")
+    run.add_argument("--format", choices=["int16", "int24", "int32", "float32"], help="device sample format")
+    run.add_argument("--duration", type=float, help="seconds to run; 0 = until stopped (default 5)")
+    run.add_argument("--jsonl", help="write one JSON object per update to this file ('-' = stdout)")
+    run.add_argument("--npz", help="write all heatmaps to this .npz at the end")
+    run.add_argument("--no-status", action="store_true", help="no live status line")
+
+    loc = sub.add_parser("locate", help="locate sources in a recording, JSON Lines to stdout",
+                         description="Offline localization of an audio file. Writes one JSON object per update "
+                                     '{"t", "peaks": [{"azimuth_deg", "elevation_deg", "power"}]} and a last line '
+                                     '{"summary": {"peaks": [...]}} with the dominant sources over the file.')
+    loc.add_argument("audio_file")
+    _add_common(loc)
+
+    bench = sub.add_parser("bench", help="benchmark avstream against its peers, as a table",
+                           description="Times avstream and, when installed, pyroomacoustics and acoular on the "
+                                       "same scenes in one run; prints ms per update, updates/s, angular error "
+                                       "and avstream's speed-up over each peer.")
+    bench.add_argument("--workloads", default="W1,W2,W3", help="comma-separated subset of W1,W2,W3")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
+    bench.add_argument("--no-peers", action="store_true", help="avstream only")
+
+    sub.add_parser("devices", help="list audio input devices")
+    return parser
+
+
+def _overrides(args, command) -> dict:
+    from .config import parse_override
+
+    o: dict = {}
+    if args.array:
+        o["array"] = args.array
+    if args.grid:
+        o["localize.grid"] = args.grid
+    if args.sources is not None:
+        o["localize.sources"] = args.sources
+    if args.band:
+        try:
+            lo, hi = (float(v) for v in args.band.split(","))
+        except ValueError:
+            raise AvstreamError(f"--band '{args.band}': expected LO,HI in Hz, e.g. 300,3500") from None
+        o["localize.band"] = [lo, hi]
+    if args.frame is not None:
+        o["stft.frame"] = args.frame
+    if args.hop is not None:
+        o["stft.hop"] = args.hop
+    if args.update_frames is not None:
+        o["localize.update_frames"] = args.update_frames
+    if command == "run":
+        if args.source:
+            o["source.kind"] = args.source
+        if args.file:
+            o["source.path"] = args.file
+            o.setdefault("source.kind", "file")
+        if args.fast:
+            o["source.realtime"] = False
+        if args.device is not None:
+            o["source.device"] = args.device
+            o.setdefault("source.kind", "device")
+        if args.rate:
+            o["source.sample_rate"] = args.rate
+        if args.format:
+            o["source.sample_format"] = args.format
+        if args.duration is not None:
+            o["duration"] = None if args.duration == 0 else args.duration
+        if args.jsonl:
+            o["output.jsonl"] = args.jsonl
+        if args.npz:
+            o["output.npz"] = args.npz
+        if args.no_status:
+            o["output.status"] = False
+    for item in args.set:
+        k, v = parse_override(item)
+        o[k] = v
+    return o
+
+
+def cmd_run(args) -> int:
+    from .config import load_config
+    from .pipeline import Pipeline
+    from .sinks import JsonlSink, NpzSink
+    from .sinks.status import StatusLine
+
+    cfg = load_config(args.config, _overrides(args, "run"))
+    sinks = []
+    if cfg.output.jsonl:
+        sinks.append(JsonlSink(cfg.output.jsonl))
+    if cfg.output.npz:
+        sinks.append(NpzSink(cfg.output.npz))
+    status = StatusLine() if cfg.output.status and sys.stderr.isatty() or (cfg.output.status and
+                                                                             os.environ.get("AVSTREAM_STATUS")) else None
+    pipe = Pipeline(cfg, sinks, status=status)
+    if cfg.source.kind == "synthetic":
+        scene = ", ".join(f"{s.kind} at az {s.azimuth_deg:+.0f} el {s.elevation_deg:+.0f}"
+                          + (f" turning {s.azimuth_rate_deg_s:+.0f} deg/s" if s.azimuth_rate_deg_s else "")
+                          for s in cfg.source.scene.sources)
+        print(f"avstream: synthetic scene on {pipe.array.name} ({pipe.array.n_mics} mics): {scene}",
+              file=sys.stderr)
+    signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
+    try:
+        summary = pipe.run()
+    except KeyboardInterrupt:
+        pipe.stop()
+        summary = pipe.summary()
+    peaks = ", ".join(f"az {p['azimuth_deg']:+.1f} el {p['elevation_deg']:+.1f} (power {p['power']:.2f})"
+                      for p in summary["peaks"]) or "none"
+    print(f"avstream: {summary['updates']} updates over {summary['seconds']:.1f} s; dominant sources: {peaks}; "
+          f"dropped blocks {summary['dropped_blocks']}, input flags {summary['input_flags'] or 'none'}",
+          file=sys.stderr)
+    if pipe.array.planar:
+        print("avstream: note: " + pipe.array.describe()["ambiguity"], file=sys.stderr)
+    return 0
+
+
+def cmd_locate(args) -> int:
+    from .config import load_config
+    from .pipeline import Pipeline
+    from .sinks import JsonlSink
+
+    o = _overrides(args, "locate")
+    o["source.kind"] = "file"
+    o["source.path"] = args.audio_file
+    o["source.realtime"] = False
+    o["source.block"] = 4096
+    o["duration"] = None
+    cfg = load_config(args.config, o)
+    pipe = Pipeline(cfg, [JsonlSink("-")])
+    pipe.run_sync()
+    if pipe.array.planar:
+        print("avstream: note: " + pipe.array.describe()["ambiguity"], file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args.workloads.split(","), quick=args.quick, peers=not args.no_peers)
+
+
+def cmd_devices(args) -> int:
+    from .capture.device import list_devices
+
+    devs = list_devices()
+    if not devs:
+        print("no audio input devices")
+    for d in devs:
+        print(f"{d['index']:3d}  {d['name']}  ({d['channels']} ch, {d['rate']:.0f} Hz default)")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["run"] + list(argv or []))
+    try:
+        return {"run": cmd_run, "locate": cmd_locate, "bench": cmd_bench, "devices": cmd_devices}[args.command](args)
+    except AvstreamError as exc:
+        print(f"avstream: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""Typed, validated, frozen configuration.
+
+Defaults live here and only here. A YAML file and command-line overrides (dotted keys such as
+``stft.hop=128``) are merged onto them once at start-up; an unknown key, a wrong type or an
+impossible value fails with a message naming the key and the file.
+
+Example YAML (every key optional)::
+
+    array: respeaker_usb_4mic          # preset name or path to an array YAML
+    duration: 10                       # seconds; null runs until stopped or the file ends
+    source:
+      kind: device                     # synthetic | file | device
+      device: ReSpeaker                # name substring or index
+    stft: {frame: 512, hop: 256, window: hann}
+    localize: {grid: "sphere:2562", band: [300, 6000], sources: 2}
+    output: {jsonl: out.jsonl}
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SceneSource:
+    """One point source of the synthetic scene."""
+
+    kind: Literal["noise", "speech", "tone"] = "noise"
+    azimuth_deg: float = 0.0
+    elevation_deg: float = 0.0
+    level_db: float = -20.0  # RMS, dB full scale
+    frequency_hz: float = 1000.0  # tones only
+    azimuth_rate_deg_s: float = 0.0  # moving sources turn around the array at this rate
+
+    def validate(self, key):
+        _check(-90 <= self.elevation_deg <= 90, f"{key}.elevation_deg", "must be within [-90, 90]")
+        _check(self.level_db <= 0, f"{key}.level_db", "must be <= 0 dB full scale")
+        _check(self.frequency_hz > 0, f"{key}.frequency_hz", "must be positive")
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """The built-in synthetic scene: point sources plus diffuse noise."""
+
+    sources: tuple[SceneSource, ...] = (
+        SceneSource("speech", azimuth_deg=30.0, elevation_deg=10.0, level_db=-20.0),
+        SceneSource("noise", azimuth_deg=-60.0, elevation_deg=20.0, level_db=-26.0, azimuth_rate_deg_s=6.0),
+    )
+    snr_db: float = 20.0  # sources to diffuse noise, at the microphones
+    sample_rate: int = 16000
+    seed: int = 0
+
+    def validate(self, key):
+        _check(len(self.sources) >= 1, f"{key}.sources", "needs at least one source")
+        for i, s in enumerate(self.sources):
+            s.validate(f"{key}.sources[{i}]")
+        _check(8000 <= self.sample_rate <= 192000, f"{key}.sample_rate", "must be within 8000..192000 Hz")
+        _check(-40 <= self.snr_db <= 100, f"{key}.snr_db", "must be within [-40, 100] dB")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where audio comes from."""
+
+    kind: Literal["synthetic", "file", "device"] = "synthetic"
+    path: Optional[str] = None  # file: WAV, FLAC or anything soundfile reads
+    realtime: bool = True  # file: pace to real time; false reads as fast as possible
+    loop: bool = False  # file: start again at the end
+    device: Optional[str] = None  # device: name substring or index; None = default input
+    sample_rate: Optional[int] = None  # device: default is the array's rate, else 16000
+    sample_format: Literal["int16", "int24", "int32", "float32"] = "int16"  # device
+    block: int = 256  # samples per capture block
+    ring_seconds: float = 2.0  # capture ring buffer length; older data is dropped when full
+    scene: SceneConfig = field(default_factory=SceneConfig)
+
+    def validate(self, key):
+        _check(self.kind != "file" or self.path, f"{key}.path", "is required when source.kind is file")
+        _check(16 <= self.block <= 16384, f"{key}.block", "must be within 16..16384 samples")
+        _check(0.1 <= self.ring_seconds <= 600, f"{key}.ring_seconds", "must be within 0.1..600 s")
+        _check(self.sample_rate is None or 8000 <= self.sample_rate <= 192000, f"{key}.sample_rate",
+               "must be within 8000..192000 Hz")
+        self.scene.validate(f"{key}.scene")
+
+
+@dataclass(frozen=True)
+class StftConfig:
+    frame: int = 512  # samples
+    hop: int = 256  # samples
+    window: Literal["hann", "hamming"] = "hann"
+
+    def validate(self, key):
+        _check(32 <= self.frame <= 16384 and self.frame % 2 == 0, f"{key}.frame", "must be even, 32..16384")
+        _check(1 <= self.hop <= self.frame, f"{key}.hop", f"must be within 1..frame ({self.frame})")
+
+
+@dataclass(frozen=True)
+class LocalizeConfig:
+    method: str = "srp_phat"
+    grid: str = "sphere:2562"  # sphere:N or fov:H,V:COLS,ROWS
+    band: tuple[float, float] = (300.0, 6000.0)  # Hz
+    update_frames: int = 4  # STFT frames per heatmap update
+    sources: int = 3  # peaks reported per update
+    exclusion_deg: float = 20.0  # peaks closer than this are one source
+    smoothing: float = 0.0  # exponential smoothing between updates, 0..<1
+    speed_of_sound: float = 343.0  # m/s
+    onset_floor: Optional[float] = 0.1  # frame weight floor (precedence weighting); null = off
+
+    def validate(self, key):
+        lo, hi = self.band
+        _check(0 <= lo < hi, f"{key}.band", f"must be [low, high] Hz with low < high, got {list(self.band)}")
+        _check(1 <= self.update_frames <= 1000, f"{key}.update_frames", "must be within 1..1000")
+        _check(0 <= self.sources <= 64, f"{key}.sources", "must be within 0..64")
+        _check(0 < self.exclusion_deg <= 180, f"{key}.exclusion_deg", "must be within (0, 180]")
+        _check(0 <= self.smoothing < 1, f"{key}.smoothing", "must be within [0, 1)")
+        _check(200 <= self.speed_of_sound <= 2000, f"{key}.speed_of_sound", "must be within 200..2000 m/s")
+        _check(self.onset_floor is None or self.onset_floor > 0, f"{key}.onset_floor", "must be > 0 or null")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    jsonl: Optional[str] = None  # path, or "-" for stdout
+    npz: Optional[str] = None  # heatmaps, stamps and peaks, written at the end
+    status: bool = True  # live status line on stderr
+
+    def validate(self, key):
+        pass
+
+
+@dataclass(frozen=True)
+class Config:
+    array: str = "minidsp_uma16"
+    duration: Optional[float] = 5.0  # seconds of audio to process; None = until the end/stop
+    source: SourceConfig = field(default_factory=SourceConfig)
+    stft: StftConfig = field(default_factory=StftConfig)
+    localize: LocalizeConfig = field(default_factory=LocalizeConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def validate(self, key=""):
+        _check(self.duration is None or self.duration > 0, "duration", "must be positive or null")
+        self.source.validate("source")
+        self.stft.validate("stft")
+        self.localize.validate("localize")
+        self.output.validate("output")
+
+
+class _Invalid(Exception):
+    def __init__(self, key, message):
+        super().__init__(f"key '{key}': {message}")
+        self.key = key
+
+
+def _check(ok, key, message):
+    if not ok:
+        raise _Invalid(key, message)
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is typing.Union:
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "a list"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {type(None): "null", float: "a number", int: "an integer", bool: "true/false", str: "a string"}.get(
+        tp, str(tp))
+
+
+def _coerce(tp, value, key):
+    """Check ``value`` against annotation ``tp``; return it converted (lists to tuples, etc.)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(arg, value, key)
+            except _Invalid:
+                continue
+        raise _Invalid(key, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise _Invalid(key, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise _Invalid(key, f"expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise _Invalid(key, f"expected a list of {len(args)} values, got {len(value)}")
+        return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise _Invalid(key, f"expected a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise _Invalid(key, f"expected {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls, data: dict, prefix: str):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in hints:
+            raise _Invalid(key, f"unknown key (known here: {', '.join(names)})")
+        kwargs[k] = _coerce(hints[k], v, key)
+    return cls(**kwargs)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _nest(dotted: str, value) -> dict:
+    d: dict = value
+    for part in reversed(dotted.split(".")):
+        d = {part: d}
+    return d
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``key.sub=value`` with the value read as YAML (numbers, lists, null, strings)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected KEY=VALUE, e.g. stft.hop=128")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Defaults, then the YAML file, then ``overrides`` ({"stft.hop": 128, ...}), validated.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and the key at fault.
+    """
+    data: dict = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read configuration ({exc.strerror or exc})") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: malformed YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}")
+        data = loaded
+    for key, value in (overrides or {}).items():
+        data = _merge(data, _nest(key, value))
+    try:
+        cfg = _build(Config, data, "")
+        cfg.validate()
+    except _Invalid as exc:
+        origin = where if path is not None else "the command line"
+        if path is not None and overrides and any(exc.key == k or exc.key.startswith(k + ".") for k in overrides):
+            origin = "the command line"
+        raise ConfigError(f"{origin}: {exc}") from None
+    return cfg
+
+
+def to_dict(cfg) -> dict:
+    """The configuration as plain data (for logs, outputs and ROS parameter declarations)."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,84 @@
+"""Frames that flow between stages. Each carries its capture time, sequence number and flags.
+
+Times are seconds. ``stamp`` is the capture time of the first sample behind the frame on the
+source's clock (UNIX epoch for live devices, seconds from the start for files and synthetic
+scenes); ``t`` is always seconds from the start of the stream.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Flags describing bad input; they travel from the audio block to the heatmap and the output.
+FLAG_NONFINITE = "nonfinite"  # NaN or Inf samples were replaced by zero
+FLAG_SILENT = "silent"  # every sample was zero
+FLAG_CLIPPED = "clipped"  # samples at full scale
+FLAG_OVERRUN = "overrun"  # the ring buffer dropped blocks before this one
+
+
+@dataclass
+class AudioBlock:
+    """A block of multichannel audio.
+
+    Attributes
+    ----------
+    data : ndarray (n_ch, n) float32
+        Samples in [-1, 1] full scale, microphones in the array's order.
+    index : int
+        Stream sample index of the first sample.
+    stamp : float
+        Capture time of the first sample, seconds.
+    seq : int
+    flags : set of str
+    """
+
+    data: np.ndarray
+    index: int
+    stamp: float
+    seq: int
+    flags: set = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Peak:
+    """One source direction: azimuth/elevation in degrees, power as mean PHAT coherence."""
+
+    azimuth_deg: float
+    elevation_deg: float
+    power: float
+
+    def to_dict(self) -> dict:
+        return {"azimuth_deg": round(self.azimuth_deg, 2), "elevation_deg": round(self.elevation_deg, 2),
+                "power": round(self.power, 4)}
+
+
+@dataclass
+class Heatmap:
+    """A sound-source map over a grid and the strongest sources in it.
+
+    Attributes
+    ----------
+    values : ndarray (n_dirs,) float32
+        Power per grid cell (reshape with ``grid.shape`` for image-like grids).
+    t : float
+        Seconds from the stream start to the first sample behind the update.
+    stamp : float
+        Capture time of that sample on the source clock.
+    seq : int
+    peaks : list of Peak
+    flags : set of str
+    """
+
+    values: np.ndarray
+    t: float
+    stamp: float
+    seq: int
+    peaks: list
+    flags: set = field(default_factory=set)
+
+    def to_dict(self) -> dict:
+        out = {"t": round(self.t, 4), "peaks": [p.to_dict() for p in self.peaks]}
+        if self.flags:
+            out["flags"] = sorted(self.flags)
+        return out

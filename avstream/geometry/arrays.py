@@ -1,0 +1,277 @@
+"""Microphone arrays: presets for real devices and arrays read from YAML.
+
+Array frame (REP 103): x forward, y left, z up, metres. Directions everywhere are
+azimuth = atan2(y, x) in degrees counter-clockwise from +x and elevation in degrees up
+from the x-y plane.
+
+A device delivers ``n_channels`` interleaved channels; ``mic_channels[k]`` is the input
+channel that carries microphone ``k`` at ``positions[k]``. The ReSpeaker USB array with
+its 6-channel firmware, for example, puts a processed beam on channel 0, the four raw
+microphones on channels 1-4 and the playback reference on channel 5.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..errors import ConfigError
+
+SPEED_OF_SOUND = 343.0
+
+
+@dataclass(frozen=True)
+class MicArray:
+    """A microphone array.
+
+    Attributes
+    ----------
+    name : str
+        Preset name or the YAML file it came from.
+    positions : ndarray, shape (n_mics, 3), float64
+        Microphone positions in metres in the array frame, in ``mic_channels`` order.
+    n_channels : int
+        Channels the device or file delivers (may exceed ``n_mics``).
+    mic_channels : tuple of int
+        Input channel of each microphone.
+    sample_rate : int or None
+        The device's native rate, when the array fixes one.
+    facing : ndarray, shape (3,)
+        Unit normal of the half-space searched by default. For a planar array the map is
+        mirror-symmetric about the array plane, so only this side is searched.
+    """
+
+    name: str
+    positions: np.ndarray
+    n_channels: int
+    mic_channels: tuple
+    sample_rate: int | None = None
+    facing: np.ndarray | None = None
+    note: str = ""
+
+    @property
+    def n_mics(self) -> int:
+        return len(self.mic_channels)
+
+    @property
+    def planar(self) -> bool:
+        """True when all microphones lie in one plane (up/down cannot be told apart)."""
+        return _plane_normal(self.positions)[1]
+
+    def describe(self) -> dict:
+        """A JSON-ready summary, including the up/down ambiguity of planar arrays."""
+        out = {
+            "name": self.name,
+            "n_mics": self.n_mics,
+            "n_channels": self.n_channels,
+            "mic_channels": list(self.mic_channels),
+            "planar": bool(self.planar),
+        }
+        if self.planar:
+            out["ambiguity"] = (
+                "planar array: a source and its mirror image through the array plane give the "
+                "same signals; only the half-space facing %s is searched"
+                % np.round(self.facing, 3).tolist()
+            )
+        return out
+
+
+def _plane_normal(positions: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Least-squares plane normal of the microphones and whether they are coplanar."""
+    centred = positions - positions.mean(axis=0)
+    _, s, vt = np.linalg.svd(centred)
+    normal = vt[-1]
+    scale = max(s[0], 1e-12)
+    coplanar = len(positions) <= 3 or s[-1] / scale < 1e-3
+    return normal, bool(coplanar)
+
+
+def _default_facing(positions: np.ndarray) -> np.ndarray:
+    normal, coplanar = _plane_normal(positions)
+    if not coplanar:
+        return np.array([0.0, 0.0, 1.0])
+    # Point the normal along its largest component's positive axis: a board lying flat faces
+    # up (+z), a board standing upright faces forward (+x).
+    k = int(np.argmax(np.abs(normal)))
+    return normal if normal[k] > 0 else -normal
+
+
+def _make(name, positions, n_channels=None, mic_channels=None, sample_rate=None, facing=None, note=""):
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ConfigError(f"array {name}: mic_positions must be a list of [x, y, z] rows, got shape {pos.shape}")
+    if len(pos) < 2:
+        raise ConfigError(f"array {name}: at least two microphones are needed, got {len(pos)}")
+    if not np.all(np.isfinite(pos)):
+        raise ConfigError(f"array {name}: mic_positions contains a non-finite value")
+    if mic_channels is None:
+        mic_channels = tuple(range(len(pos)))
+    mic_channels = tuple(int(c) for c in mic_channels)
+    if len(mic_channels) != len(pos):
+        raise ConfigError(
+            f"array {name}: mic_channels lists {len(mic_channels)} channels for {len(pos)} microphones"
+        )
+    if n_channels is None:
+        n_channels = max(mic_channels) + 1
+    if min(mic_channels) < 0 or max(mic_channels) >= n_channels:
+        raise ConfigError(f"array {name}: mic_channels must lie in 0..{n_channels - 1}")
+    if len(set(mic_channels)) != len(mic_channels):
+        raise ConfigError(f"array {name}: mic_channels repeats a channel")
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)[np.triu_indices(len(pos), 1)]
+    if d.min() < 1e-4:
+        raise ConfigError(f"array {name}: two microphones are at the same position")
+    if facing is None:
+        facing = _default_facing(pos)
+    facing = np.asarray(facing, dtype=np.float64)
+    if facing.shape != (3,) or not np.isfinite(facing).all() or np.linalg.norm(facing) == 0:
+        raise ConfigError(f"array {name}: facing must be a non-zero [x, y, z] vector")
+    facing = facing / np.linalg.norm(facing)
+    return MicArray(name, pos, int(n_channels), mic_channels,
+                    None if sample_rate is None else int(sample_rate), facing, note)
+
+
+def _ring(radius, n, start_deg=0.0):
+    ang = np.deg2rad(start_deg + 360.0 * np.arange(n) / n)
+    return np.stack([radius * np.cos(ang), radius * np.sin(ang), np.zeros(n)], axis=1)
+
+
+# Geometries follow ODAS's configuration files (introlab/odas config/odaslive/*.cfg) and, for
+# the UMA-16, acoular's minidsp_uma-16.xml (x corrected after acoular 24.03). Channel order is
+# the device's; verify yours with a tap test: wrong channel order is the commonest fault.
+_PRESETS = {
+    "respeaker_usb_4mic": dict(
+        positions=[[-0.032, 0.0, 0.0], [0.0, -0.032, 0.0], [0.032, 0.0, 0.0], [0.0, 0.032, 0.0]],
+        n_channels=6, mic_channels=(1, 2, 3, 4), sample_rate=16000,
+        note="ReSpeaker USB Mic Array v2.0 with the 6-channel firmware: channel 0 is the processed "
+             "beam, 1-4 the raw microphones, 5 the playback reference",
+    ),
+    "respeaker_4mic_hat": dict(
+        positions=[[-0.0405, 0.0, 0.0], [0.0, 0.0405, 0.0], [0.0405, 0.0, 0.0], [0.0, -0.0405, 0.0]],
+        n_channels=4, sample_rate=16000,
+        note="ReSpeaker 4-Mic Array for Raspberry Pi (AC108), 32-bit samples",
+    ),
+    "respeaker_6mic": dict(
+        positions=[[-0.0232, 0.0401, 0.0], [-0.0463, 0.0, 0.0], [-0.0232, -0.0401, 0.0],
+                   [0.0232, -0.0401, 0.0], [0.0463, 0.0, 0.0], [0.0232, 0.0401, 0.0]],
+        n_channels=8, mic_channels=(0, 1, 2, 3, 4, 5), sample_rate=16000,
+        note="ReSpeaker 6-Mic circular array (Pi): channels 6-7 are the playback loopback",
+    ),
+    "minidsp_uma8": dict(
+        positions=[[0.0, 0.0, 0.0], [0.0, 0.043, 0.0], [0.037, 0.021, 0.0], [0.037, -0.021, 0.0],
+                   [0.0, -0.043, 0.0], [-0.037, -0.021, 0.0], [-0.037, 0.021, 0.0]],
+        n_channels=8, mic_channels=(0, 1, 2, 3, 4, 5, 6), sample_rate=48000,
+        note="miniDSP UMA-8: centre microphone plus six on a 43 mm ring; channel 7 unused",
+    ),
+    "minidsp_uma16": dict(
+        positions=[[0.021, -0.063, 0.0], [0.063, -0.063, 0.0], [0.021, -0.021, 0.0], [0.063, -0.021, 0.0],
+                   [0.021, 0.021, 0.0], [0.063, 0.021, 0.0], [0.021, 0.063, 0.0], [0.063, 0.063, 0.0],
+                   [-0.063, 0.063, 0.0], [-0.021, 0.063, 0.0], [-0.063, 0.021, 0.0], [-0.021, 0.021, 0.0],
+                   [-0.063, -0.021, 0.0], [-0.021, -0.021, 0.0], [-0.063, -0.063, 0.0], [-0.021, -0.063, 0.0]],
+        n_channels=16,
+        note="miniDSP UMA-16: 4x4 grid, 42 mm pitch, board frame (lying flat, facing +z), "
+             "acoular's channel order",
+    ),
+    "matrix_voice": dict(
+        positions=[[0.0, 0.0, 0.0], [-0.038133, 0.003576, 0.0], [-0.020980, 0.032043, 0.0],
+                   [0.011971, 0.036381, 0.0], [0.035908, 0.013323, 0.0], [0.032805, -0.019767, 0.0],
+                   [0.004999, -0.037972, 0.0], [-0.026571, -0.027584, 0.0]],
+        n_channels=8, sample_rate=48000,
+        note="Matrix Voice, 16-bit, 48 kHz",
+    ),
+}
+
+ALIASES = {"uma16": "minidsp_uma16", "uma8": "minidsp_uma8", "respeaker": "respeaker_usb_4mic"}
+
+
+def preset_names() -> list[str]:
+    return sorted(_PRESETS)
+
+
+def load_array(spec: str) -> MicArray:
+    """Return the array named by a preset or a YAML file path.
+
+    Raises
+    ------
+    ConfigError
+        Unknown preset, unreadable or malformed YAML, or an impossible geometry.
+    """
+    key = ALIASES.get(spec, spec)
+    if key in _PRESETS:
+        return _make(key, **_PRESETS[key])
+    path = Path(spec)
+    if path.suffix.lower() not in (".yaml", ".yml") and not path.exists():
+        raise ConfigError(
+            f"unknown array '{spec}': not a preset ({', '.join(preset_names())}) nor a YAML file"
+        )
+    return array_from_yaml(path)
+
+
+def array_from_yaml(path: Path) -> MicArray:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read array file ({exc.strerror or exc})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML: {exc}") from None
+    if not isinstance(doc, dict) or "mic_positions" not in doc:
+        raise ConfigError(f"{path}: missing key 'mic_positions' (a list of [x, y, z] rows in metres)")
+    rows = doc["mic_positions"]
+    if not isinstance(rows, list) or not all(
+        isinstance(r, list) and len(r) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r)
+        for r in rows
+    ):
+        raise ConfigError(f"{path}: key 'mic_positions' must be a list of [x, y, z] number rows")
+    rate = doc.get("sample_rate")
+    if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0):
+        raise ConfigError(f"{path}: key 'sample_rate' must be a positive integer, got {rate!r}")
+    try:
+        return _make(str(path), rows, n_channels=doc.get("n_channels"), mic_channels=doc.get("mic_channels"),
+                     sample_rate=rate, facing=doc.get("facing"))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def baseline_groups(positions: np.ndarray, tol: float = 1e-4):
+    """Group microphone pairs that share a baseline vector (up to sign).
+
+    GCC-PHAT of pairs with the same baseline peaks at the same delay for every direction, so
+    their cross-spectra can be summed before the direction search: a 4x4 grid has 120 pairs
+    but only 24 distinct baselines, which makes the search five times cheaper.
+
+    Returns
+    -------
+    pair_i, pair_j : ndarray (n_pairs,) int64
+        Microphones of each pair, ordered so that ``positions[i] - positions[j]`` equals the
+        group's baseline (not its negation).
+    pair_group : ndarray (n_pairs,) int64
+    baselines : ndarray (n_groups, 3) float64
+        ``positions[i] - positions[j]`` for each group, metres.
+    group_size : ndarray (n_groups,) int64
+    """
+    n = len(positions)
+    keys: dict = {}
+    pi, pj, pg, base = [], [], [], []
+    for i in range(n):
+        for j in range(i + 1, n):
+            d = positions[i] - positions[j]
+            # canonical sign: first non-negligible component positive
+            nz = np.flatnonzero(np.abs(d) > tol)
+            a, b = (i, j) if d[nz[0]] > 0 else (j, i)
+            d = positions[a] - positions[b]
+            key = tuple(np.round(d / tol).astype(np.int64))
+            if key not in keys:
+                keys[key] = len(base)
+                base.append(d)
+            pi.append(a)
+            pj.append(b)
+            pg.append(keys[key])
+    pg = np.asarray(pg, dtype=np.int64)
+    return (np.asarray(pi, dtype=np.int64), np.asarray(pj, dtype=np.int64), pg,
+            np.asarray(base), np.bincount(pg, minlength=len(base)).astype(np.int64))

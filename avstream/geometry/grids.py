@@ -1,0 +1,155 @@
+"""Direction grids: the cells of a heatmap.
+
+``sphere:N``
+    About N near-uniform directions (a Fibonacci lattice) over the sphere, or over the
+    half-space an array faces when it is planar.
+``fov:H,V:COLS,ROWS``
+    A COLS x ROWS azimuth/elevation rectangle spanning H x V degrees centred on +x, such as a
+    camera's field of view. Rows run from the top (highest elevation) down, columns from
+    left (highest azimuth, +y) to right, so the map reads like an image seen from the array.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ..errors import ConfigError
+
+
+def to_unit(azimuth_deg, elevation_deg) -> np.ndarray:
+    """Unit vectors (..., 3) from azimuth/elevation in degrees."""
+    az = np.deg2rad(np.asarray(azimuth_deg, dtype=np.float64))
+    el = np.deg2rad(np.asarray(elevation_deg, dtype=np.float64))
+    return np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
+
+
+def to_azel(unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Azimuth in [-180, 180) and elevation in [-90, 90], degrees, from unit vectors (..., 3)."""
+    u = np.asarray(unit, dtype=np.float64)
+    az = np.rad2deg(np.arctan2(u[..., 1], u[..., 0]))
+    el = np.rad2deg(np.arcsin(np.clip(u[..., 2] / np.linalg.norm(u, axis=-1), -1.0, 1.0)))
+    return az, el
+
+
+def angular_distance_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Great-circle angle in degrees between unit vectors."""
+    return np.rad2deg(np.arccos(np.clip(np.sum(a * b, axis=-1), -1.0, 1.0)))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A set of directions with a neighbour graph for peak picking.
+
+    Attributes
+    ----------
+    spec : str
+        The string the grid was made from.
+    directions : ndarray (n_dirs, 3) float64
+        Unit vectors in the array frame.
+    neighbors : ndarray (n_dirs, n_neighbors) int32
+        Indices of each cell's nearest cells (itself excluded).
+    shape : tuple
+        ``(rows, cols)`` for image-like grids, ``(n_dirs,)`` for sphere grids.
+    spacing_deg : float
+        Typical angle between neighbouring cells.
+    half_space : ndarray (3,) or None
+        For grids restricted to the side a planar array faces: that side's normal.
+    """
+
+    spec: str
+    directions: np.ndarray
+    neighbors: np.ndarray
+    shape: tuple
+    spacing_deg: float
+    half_space: np.ndarray | None = None
+    definition: dict | None = None
+
+    @property
+    def n_dirs(self) -> int:
+        return len(self.directions)
+
+    def azel(self):
+        return to_azel(self.directions)
+
+
+def fibonacci_sphere(n: int) -> np.ndarray:
+    """n near-uniform unit vectors; z runs from near +1 to near -1 in equal steps."""
+    i = np.arange(n) + 0.5
+    z = 1.0 - 2.0 * i / n
+    r = np.sqrt(1.0 - z * z)
+    phi = np.pi * (3.0 - np.sqrt(5.0)) * i
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def _rotation_z_to(v: np.ndarray) -> np.ndarray:
+    """Rotation matrix taking +z to unit vector v."""
+    z = np.array([0.0, 0.0, 1.0])
+    c = float(np.dot(z, v))
+    if c > 1 - 1e-12:
+        return np.eye(3)
+    if c < -1 + 1e-12:
+        return np.diag([1.0, -1.0, -1.0])
+    axis = np.cross(z, v)
+    s = np.linalg.norm(axis)
+    k = axis / s
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + s * kx + (1 - c) * kx @ kx
+
+
+def _neighbors(dirs: np.ndarray, k: int) -> np.ndarray:
+    k = min(k, len(dirs) - 1)
+    _, idx = cKDTree(dirs).query(dirs, k=k + 1)
+    return np.ascontiguousarray(idx[:, 1:], dtype=np.int32)
+
+
+def sphere_grid(n: int, half_space: np.ndarray | None = None, spec: str | None = None) -> Grid:
+    if half_space is None:
+        dirs = fibonacci_sphere(n)
+    else:
+        dirs = fibonacci_sphere(2 * n)[:n] @ _rotation_z_to(np.asarray(half_space, float)).T
+    spacing = np.rad2deg(np.sqrt((2.0 if half_space is not None else 4.0) * np.pi / n))
+    definition = {"type": "sphere", "n": int(n)}
+    if half_space is not None:
+        definition["half_space"] = np.asarray(half_space, float).tolist()
+    return Grid(spec or f"sphere:{n}", np.ascontiguousarray(dirs), _neighbors(dirs, 8), (len(dirs),),
+                float(spacing), None if half_space is None else np.asarray(half_space, float), definition)
+
+
+def fov_grid(h_deg: float, v_deg: float, cols: int, rows: int, spec: str | None = None) -> Grid:
+    az = np.linspace(h_deg / 2, -h_deg / 2, cols)  # left (+y) to right
+    el = np.linspace(v_deg / 2, -v_deg / 2, rows)  # top to bottom
+    AZ, EL = np.meshgrid(az, el)
+    dirs = to_unit(AZ.ravel(), EL.ravel())
+    spacing = max(h_deg / max(cols - 1, 1), v_deg / max(rows - 1, 1))
+    definition = {"type": "fov", "h_deg": h_deg, "v_deg": v_deg, "cols": cols, "rows": rows,
+                  "azimuth_deg": [h_deg / 2, -h_deg / 2], "elevation_deg": [v_deg / 2, -v_deg / 2]}
+    return Grid(spec or f"fov:{h_deg:g},{v_deg:g}:{cols},{rows}", np.ascontiguousarray(dirs),
+                _neighbors(dirs, 8), (rows, cols), float(spacing), None, definition)
+
+
+_SPHERE = re.compile(r"^sphere:(\d+)$")
+_FOV = re.compile(r"^fov:([0-9.]+),([0-9.]+):(\d+),(\d+)$")
+
+
+def parse_grid(spec: str, array=None) -> Grid:
+    """Build the grid named by ``spec``; planar arrays get the half-space they face."""
+    spec = spec.strip()
+    m = _SPHERE.match(spec)
+    if m:
+        n = int(m.group(1))
+        if not 8 <= n <= 200_000:
+            raise ConfigError(f"grid '{spec}': N must be between 8 and 200000")
+        half = array.facing if array is not None and array.planar else None
+        return sphere_grid(n, half, spec)
+    m = _FOV.match(spec)
+    if m:
+        h, v, cols, rows = float(m.group(1)), float(m.group(2)), int(m.group(3)), int(m.group(4))
+        if not (0 < h <= 360 and 0 < v <= 180):
+            raise ConfigError(f"grid '{spec}': field of view must be 0 < H <= 360 and 0 < V <= 180 degrees")
+        if not (2 <= cols <= 4096 and 2 <= rows <= 4096):
+            raise ConfigError(f"grid '{spec}': COLS and ROWS must be between 2 and 4096")
+        return fov_grid(h, v, cols, rows, spec)
+    raise ConfigError(f"grid '{spec}': expected sphere:N or fov:H,V:COLS,ROWS (e.g. fov:90,70:64,48)")

@@ -1,0 +1,87 @@
+"""SRP-PHAT kernels: whitened cross-spectra, GCC on a fine lag grid, steered power lookup.
+
+Symbols (docstrings use the math letters, code the names): M = n_mics, P = n_pairs,
+G = n_groups (distinct baselines), F = n_band (frequency bins in the band), L = n_lags,
+D = n_dirs.
+
+For a far-field source in unit direction u, microphone m at r_m hears the wave at
+t_m = -(r_m . u) / c, so the cross-spectrum of pair (i, j) carries exp(j w (r_i - r_j) . u / c)
+and its generalised cross-correlation R_ij(tau) = sum_w Re(C_ij(w) exp(j w tau)) peaks at
+tau = -(r_i - r_j) . u / c. The steered response power of u is sum_pairs R_ij(tau_ij(u)).
+"""
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, fastmath=True)
+def accumulate_cross_spectra(spec, lo, hi, pair_i, pair_j, pair_group, out, weights):
+    """Add the PHAT-whitened cross-spectra of frames to their baseline groups.
+
+    Parameters
+    ----------
+    spec : ndarray (n_frames, M, n_freq) complex64
+    lo, hi : int
+        Band as bin indices [lo, hi).
+    pair_i, pair_j, pair_group : ndarray (P,) int64
+    out : ndarray (G, 2 F) float32
+        Accumulator: real parts in columns [0, F), imaginary parts in [F, 2 F).
+    weights : ndarray (n_frames,) float32
+        Weight of each frame (0 skips a frame, e.g. one that held NaN).
+    """
+    n_frames, n_mics, _ = spec.shape
+    n_band = hi - lo
+    white = np.empty((n_mics, n_band), dtype=np.complex64)
+    for k in range(n_frames):
+        w = weights[k]
+        if w == 0.0:
+            continue
+        for m in range(n_mics):
+            for f in range(n_band):
+                x = spec[k, m, lo + f]
+                a = np.abs(x)
+                white[m, f] = x / a if a > 1e-20 else 0.0
+        for p in range(pair_i.shape[0]):
+            g = pair_group[p]
+            i = pair_i[p]
+            j = pair_j[p]
+            for f in range(n_band):
+                c = white[i, f] * np.conj(white[j, f])
+                out[g, f] += w * c.real
+                out[g, n_band + f] += w * c.imag
+
+
+def lag_basis(freqs_hz, lags_s):
+    """Basis B (2 F, L) float32 with R(tau_l) = [Re C, Im C] @ B: cos(w tau) over -sin(w tau)."""
+    arg = 2.0 * np.pi * np.outer(freqs_hz, lags_s)
+    return np.ascontiguousarray(np.vstack([np.cos(arg), -np.sin(arg)]).astype(np.float32))
+
+
+@njit(cache=True)
+def gcc(cross, basis, out):
+    """GCC of each group on the lag grid: out (G, L) = cross (G, 2F) @ basis (2F, L)."""
+    np.dot(cross, basis, out)
+
+
+@njit(cache=True, fastmath=True)
+def steered_power(gcc_lags, lag_pos, scale, out):
+    """Steered response power of every direction by linear interpolation of the GCC.
+
+    Parameters
+    ----------
+    gcc_lags : ndarray (G, L) float32
+    lag_pos : ndarray (D, G) float32
+        Fractional lag index of each direction for each group, in [0, L - 1).
+    scale : float
+        Normalisation so that a perfectly coherent source maps to 1.
+    out : ndarray (D,) float32
+    """
+    n_dirs, n_groups = lag_pos.shape
+    for d in range(n_dirs):
+        s = 0.0
+        for g in range(n_groups):
+            p = lag_pos[d, g]
+            i = int(p)
+            w = p - i
+            a = gcc_lags[g, i]
+            s += a + w * (gcc_lags[g, i + 1] - a)
+        out[d] = s * scale

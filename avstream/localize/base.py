@@ -1,0 +1,160 @@
+"""Localizer base and registry.
+
+A localizer turns STFT frames into a heatmap over a grid. Each method fills in two hooks:
+``_accumulate`` (add frames) and ``_compute`` (write the map of what was accumulated, then
+forget it). The base does the rest the same
+way for every method: onset weighting of frames, temporal smoothing, peak picking with an
+exclusion radius, sub-grid refinement and the integrated map behind the file summary.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..frames import Heatmap, Peak
+from ..geometry.grids import to_azel
+from ..kernels.peaks import pick_peaks, refine_quadratic
+from ..kernels.weighting import onset_weights
+
+LOCALIZERS: dict = {}
+
+
+def register(name: str):
+    """Class decorator adding a localizer to the registry under ``name``."""
+
+    def deco(cls):
+        cls.name = name
+        LOCALIZERS[name] = cls
+        return cls
+
+    return deco
+
+
+def make_localizer(method: str, **kwargs) -> "Localizer":
+    if method not in LOCALIZERS:
+        raise KeyError(f"unknown localization method '{method}' (known: {', '.join(sorted(LOCALIZERS))})")
+    return LOCALIZERS[method](**kwargs)
+
+
+class Localizer:
+    """Base of all localization methods.
+
+    Parameters
+    ----------
+    array : MicArray
+    grid : Grid
+    sample_rate : float
+    frame : int
+        STFT frame length (the spectra have frame // 2 + 1 bins).
+    band : (float, float)
+        Frequencies used, Hz.
+    n_sources : int
+        Peaks reported per update.
+    exclusion_deg : float
+        Two peaks closer than this are one source.
+    smoothing : float
+        Exponential smoothing of the map between updates, 0 (none) to <1.
+    speed_of_sound : float
+    onset_floor : float or None
+        Weight frames by ``onset_floor + rise in band energy`` (see kernels.weighting); None
+        weighs all frames alike.
+    """
+
+    name = "base"
+
+    def __init__(self, array, grid, sample_rate, frame, band=(300.0, 3500.0), n_sources=3,
+                 exclusion_deg=20.0, smoothing=0.0, speed_of_sound=343.0, onset_floor=0.1):
+        self.array, self.grid = array, grid
+        self.sample_rate, self.frame = float(sample_rate), int(frame)
+        self.c = float(speed_of_sound)
+        freqs = np.arange(frame // 2 + 1) * self.sample_rate / frame
+        self.lo = int(np.searchsorted(freqs, band[0]))
+        self.hi = int(np.searchsorted(freqs, band[1], side="right"))
+        if self.hi - self.lo < 1:
+            raise ValueError(f"band {band} Hz holds no STFT bin at {sample_rate:g} Hz, frame {frame}")
+        self.band_freqs = freqs[self.lo:self.hi]
+        self.n_sources = int(n_sources)
+        self.cos_excl = float(np.cos(np.deg2rad(exclusion_deg)))
+        self.smoothing = float(smoothing)
+        self.restrict = grid.half_space is not None
+        self.half_space = grid.half_space if self.restrict else np.array([0.0, 0.0, 1.0])
+        n = grid.n_dirs
+        self.values = np.zeros(n, dtype=np.float32)
+        self._smoothed = np.zeros(n, dtype=np.float32)
+        self._have_smoothed = False
+        self._peak_idx = np.zeros(max(self.n_sources, 1), dtype=np.int64)
+        # weighted sum of every update's map: the summary over the whole stream
+        self.integrated = np.zeros(n, dtype=np.float64)
+        self.integrated_weight = 0.0
+        self._max_shift = float(np.deg2rad(grid.spacing_deg))
+        self.onset_floor = onset_floor
+        # reference energy: the previous 32 ms of frames
+        n_ref = max(1, int(round(0.032 * self.sample_rate / (frame / 2))))
+        self._energy_history = np.zeros(n_ref + 1)
+        self._weights = np.zeros(64, dtype=np.float32)
+        self._configure()
+
+    # --- hooks --------------------------------------------------------------------------
+    def _configure(self):
+        """Allocate everything the method needs; called once."""
+
+    def _accumulate(self, frames: np.ndarray, weights: np.ndarray):
+        raise NotImplementedError
+
+    def _compute(self, out: np.ndarray) -> bool:
+        """Write the map of the accumulated frames into ``out`` and reset; False if nothing."""
+        raise NotImplementedError
+
+    # --- shared ------------------------------------------------------------------------
+    def process(self, frames: np.ndarray, weights: np.ndarray, t=0.0, stamp=0.0, seq=0, flags=()):
+        """Map one update's frames (n_frames, n_mics, n_freq) to a Heatmap.
+
+        ``weights`` (n_frames,) is 1 for good frames and 0 for frames to skip.
+        """
+        if len(self._weights) < len(weights):
+            self._weights = np.zeros(len(weights), dtype=np.float32)
+        w = self._weights[:len(weights)]
+        w[:] = weights
+        if self.onset_floor is not None:
+            onset_weights(frames, self.lo, self.hi, self._energy_history, self.onset_floor, 10.0, w)
+        weights = w
+        self._accumulate(frames, weights)
+        if self._compute(self.values):
+            weight = float(weights.sum())
+            self.integrated += weight * self.values
+            self.integrated_weight += weight
+        else:
+            self.values[:] = 0.0
+        current = self.values
+        if self.smoothing > 0.0:
+            if self._have_smoothed:
+                self._smoothed *= self.smoothing
+                self._smoothed += (1.0 - self.smoothing) * self.values
+            else:
+                self._smoothed[:] = self.values
+                self._have_smoothed = True
+            current = self._smoothed
+        peaks = self.peaks(current, self.n_sources)
+        return Heatmap(current.copy(), t, stamp, seq, peaks, set(flags))
+
+    def peaks(self, values: np.ndarray, k: int) -> list:
+        """Up to k peaks of a map, strongest first, refined off the grid; power <= 0 is no source."""
+        idx = self._peak_idx if k <= len(self._peak_idx) else np.zeros(k, dtype=np.int64)
+        n = pick_peaks(values, self.grid.neighbors, self.grid.directions, self.cos_excl, idx[:k])
+        out = []
+        for d in idx[:n]:
+            if values[d] <= 0.0:
+                break
+            u, power = refine_quadratic(values, self.grid.neighbors, self.grid.directions, d, self._max_shift)
+            az, el = to_azel(u)
+            out.append(Peak(float(az), float(el), max(float(power), float(values[d]))))
+        return out
+
+    def summary_peaks(self, k: int) -> list:
+        """The k dominant sources over everything processed so far.
+
+        Peaks of the onset-weighted integral of every update's map: short sources that take
+        turns add up there, and the weighting favours the direct sound over reflections.
+        """
+        if self.integrated_weight <= 0.0:
+            return []
+        return self.peaks((self.integrated / self.integrated_weight).astype(np.float32), k)

@@ -1,0 +1,38 @@
+"""All heatmaps of a run in one .npz (written at the end)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .base import Sink
+
+
+class NpzSink(Sink):
+    """Keeps every heatmap and writes ``heatmaps`` (n_updates, *grid.shape) float32, ``t``,
+    ``stamp``, ``directions`` (n_dirs, 3), ``peaks`` (JSON text per update) and ``meta`` (JSON)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._maps, self._t, self._stamp, self._peaks = [], [], [], []
+        self._meta = {}
+        self._shape = None
+        self._directions = None
+
+    def open(self, meta):
+        self._meta = {k: v for k, v in meta.items() if k != "grid_object"}
+        grid = meta["grid_object"]
+        self._shape, self._directions = grid.shape, grid.directions
+
+    def write(self, heatmap):
+        self._maps.append(heatmap.values.reshape(self._shape))
+        self._t.append(heatmap.t)
+        self._stamp.append(heatmap.stamp)
+        self._peaks.append(json.dumps([p.to_dict() for p in heatmap.peaks]))
+
+    def close(self, summary):
+        maps = np.stack(self._maps) if self._maps else np.zeros((0,) + tuple(self._shape), np.float32)
+        np.savez_compressed(self.path, heatmaps=maps.astype(np.float32), t=np.asarray(self._t),
+                            stamp=np.asarray(self._stamp), directions=self._directions,
+                            peaks=np.asarray(self._peaks, dtype=str),
+                            meta=json.dumps(self._meta), summary=json.dumps(summary))

@@ -1,0 +1,35 @@
+"""avstream: an installable Python package that is also a ROS 2 ament_python package."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "avstream"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    description="Real-time audio-visual sound-source localization for robots",
+    packages=find_packages(include=["avstream", "avstream.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "numba>=0.59",
+        "rocket-fft>=0.2.5",
+        "soundfile>=0.12",
+        "PyYAML>=6.0",
+        "pyaudio>=0.2.13",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pyroomacoustics>=0.7"],
+        "bench": ["pyroomacoustics>=0.7", "acoular>=24.3"],
+    },
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.py")),
+        ("share/" + package_name + "/calibration", glob("calibration/*.yaml")),
+    ],
+    entry_points={"console_scripts": ["avstream = avstream.cli:main"]},
+    zip_safe=False,
+)
