@@ -46,11 +46,13 @@ class FileSource:
                 f"{array.n_channels} (microphones on channels {list(array.mic_channels)}){hint}")
         self.n_channels = self._sf.channels
         self.file_rate = self._sf.samplerate
-        self.declared_frames = self._sf.frames
+        self.declared_frames = max(self._sf.frames, _wav_declared_frames(self.path, self._sf) or 0)
         self.sample_rate = self.file_rate
         self._data = None
         self._pos = 0
         self.truncated = False
+        if self.declared_frames > self._sf.frames:
+            self._note_truncated(self._sf.frames)
         if target_rate and target_rate != self.file_rate:
             print(f"avstream: {path} is {self.file_rate} Hz, array {array.name} is {target_rate} Hz: "
                   f"resampling to {target_rate} Hz", file=sys.stderr)
@@ -105,6 +107,31 @@ class FileSource:
 
     def stop(self):
         self._sf.close()
+
+
+def _wav_declared_frames(path, snd) -> int | None:
+    """Frames a WAV header declares in its data chunk (libsndfile reports what is present)."""
+    if snd.format not in ("WAV", "WAVEX"):
+        return None
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"RIFF":
+                return None
+            fh.read(8)
+            while True:
+                head = fh.read(8)
+                if len(head) < 8:
+                    return None
+                cid, size = head[:4], struct.unpack("<I", head[4:])[0]
+                if cid == b"data":
+                    bytes_per_frame = snd.channels * {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4,
+                                                      "DOUBLE": 8, "PCM_U8": 1}.get(snd.subtype, 0)
+                    return size // bytes_per_frame if bytes_per_frame else None
+                fh.seek(size + (size & 1), 1)
+    except OSError:
+        return None
 
 
 def _reason(exc) -> str:

@@ -1,0 +1,181 @@
+"""The command line: the locate contract, the demo, and bad input (clear error, no NaN, no traceback)."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from helpers import RESPEAKER_REAL_YAML, az_error, finite_json, jsonl, run_cli
+from simulate import room_scene, write_wav
+
+from avstream.geometry.arrays import load_array
+
+pytest.importorskip("pyroomacoustics")
+
+
+@pytest.fixture(scope="module")
+def scene_wav(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    x = room_scene(load_array("respeaker_4mic_hat").positions, [-60.0], [15.0], duration=2.0, seed=11)
+    return write_wav(d / "one.wav", x), x
+
+
+def assert_clean_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("avstream: error:"), proc.stderr
+    for n in needles:
+        assert n in proc.stderr, proc.stderr
+
+
+def test_locate_contract(scene_wav):
+    wav, _ = scene_wav
+    p = run_cli("locate", wav, "--array", "respeaker_4mic_hat", "--grid", "sphere:1000", "--sources", "2",
+                "--band", "300,3500", "--frame", "512", "--hop", "256", "--update-frames", "4")
+    assert p.returncode == 0, p.stderr
+    lines = jsonl(p.stdout)
+    updates, last = lines[:-1], lines[-1]
+    assert len(updates) == (2 * 16000 - 512) // 256 // 4 + 0 or len(updates) >= 29
+    assert all(set(u) >= {"t", "peaks"} for u in updates)
+    ts = [u["t"] for u in updates]
+    assert ts == sorted(ts) and ts[1] - ts[0] == pytest.approx(4 * 256 / 16000)
+    for u in updates:
+        assert len(u["peaks"]) <= 2
+        for pk in u["peaks"]:
+            assert set(pk) == {"azimuth_deg", "elevation_deg", "power"}
+    assert az_error(last["summary"]["peaks"][0]["azimuth_deg"], -60.0) <= 5.0
+    assert "planar array" in p.stderr  # the up/down ambiguity is said
+
+
+def test_locate_fov_grid(scene_wav):
+    wav, _ = scene_wav
+    x = room_scene(load_array("minidsp_uma16").positions, [20.0], [10.0], duration=1.5, seed=2)
+    w = write_wav(wav.parent / "uma.wav", x)
+    p = run_cli("locate", w, "--array", "uma16", "--grid", "fov:90,70:64,48", "--sources", "1")
+    assert p.returncode == 0, p.stderr
+    s = jsonl(p.stdout)[-1]["summary"]["peaks"][0]
+    assert az_error(s["azimuth_deg"], 20) <= 3 and abs(s["elevation_deg"] - 10) <= 6
+
+
+def test_run_demo_ends_by_itself(tmp_path):
+    out = tmp_path / "o.jsonl"
+    npz = tmp_path / "o.npz"
+    p = run_cli("run", "--duration", "2", "--jsonl", out, "--npz", npz, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = jsonl(out.read_text())
+    assert len(lines) > 20 and "summary" in lines[-1]
+    assert "synthetic scene" in p.stderr and "dominant sources" in p.stderr
+    data = np.load(npz)
+    assert data["heatmaps"].shape[0] == len(lines) - 1 and np.isfinite(data["heatmaps"]).all()
+    # the speech source of the default scene (az +30, el +10) dominates
+    top = lines[-1]["summary"]["peaks"][0]
+    assert az_error(top["azimuth_deg"], 30) <= 3
+
+
+def test_help_explains():
+    p = run_cli("--help")
+    assert p.returncode == 0 and "locate" in p.stdout and "azimuth" in p.stdout
+    p = run_cli("locate", "--help")
+    assert p.returncode == 0 and "--grid" in p.stdout and "sphere:N" in p.stdout
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+def test_channel_count_mismatch(scene_wav):
+    wav, _ = scene_wav
+    assert_clean_error(run_cli("locate", wav, "--array", "uma16"), "has 4 channels", "expects 16")
+
+
+def test_respeaker_six_channel_hint(scene_wav):
+    wav, _ = scene_wav
+    assert_clean_error(run_cli("locate", wav, "--array", "respeaker_usb_4mic"), "expects 6", "mic_channels")
+
+
+def test_unknown_preset(scene_wav):
+    wav, _ = scene_wav
+    assert_clean_error(run_cli("locate", wav, "--array", "respeakr"), "unknown array 'respeakr'")
+
+
+def test_malformed_array_yaml(scene_wav, tmp_path):
+    wav, _ = scene_wav
+    bad = tmp_path / "arr.yaml"
+    bad.write_text("mic_positions: [[0, 0, 0], [0.1, 0, 0]\n")
+    assert_clean_error(run_cli("locate", wav, "--array", bad), str(bad), "malformed YAML")
+
+
+def test_malformed_config_yaml(scene_wav, tmp_path):
+    wav, _ = scene_wav
+    bad = tmp_path / "cfg.yaml"
+    bad.write_text("localize: {band: [300, 3500}\n")
+    assert_clean_error(run_cli("locate", wav, "--array", "respeaker_4mic_hat", "--config", bad), str(bad))
+
+
+def test_unreadable_and_missing_files(tmp_path):
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
+    assert_clean_error(run_cli("locate", junk, "--array", "respeaker_4mic_hat"), str(junk), "cannot read audio")
+    assert_clean_error(run_cli("locate", tmp_path / "none.wav", "--array", "respeaker_4mic_hat"), "none.wav")
+
+
+def test_truncated_file_uses_what_is_there(scene_wav, tmp_path):
+    wav, _ = scene_wav
+    data = wav.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])  # header still declares the full length
+    p = run_cli("locate", cut, "--array", "respeaker_4mic_hat")
+    assert p.returncode == 0, p.stderr
+    assert "truncated" in p.stderr
+    lines = jsonl(p.stdout)
+    assert az_error(lines[-1]["summary"]["peaks"][0]["azimuth_deg"], -60.0) <= 5.0
+    assert lines[-1]["summary"]["seconds"] < 1.1
+
+
+def test_sample_rate_mismatch_resamples(scene_wav, tmp_path):
+    """A 48 kHz file for an array declared at 16 kHz: resampled, said so, still right."""
+    from scipy.signal import resample_poly
+
+    _, x = scene_wav
+    wav48 = tmp_path / "r48.wav"
+    sf.write(wav48, resample_poly(x, 3, 1, axis=1).T, 48000)
+    arr = tmp_path / "hat.yaml"
+    pos = load_array("respeaker_4mic_hat").positions.tolist()
+    arr.write_text("mic_positions: %s\nsample_rate: 16000\n" % json.dumps(pos))
+    p = run_cli("locate", wav48, "--array", arr)
+    assert p.returncode == 0, p.stderr
+    assert "48000 Hz" in p.stderr and "resampling to 16000 Hz" in p.stderr
+    assert az_error(jsonl(p.stdout)[-1]["summary"]["peaks"][0]["azimuth_deg"], -60.0) <= 5.0
+
+
+@pytest.mark.parametrize("damage,flag", [("nan", "nonfinite"), ("inf", "nonfinite"), ("zero", "silent"),
+                                          ("clip", "clipped")])
+def test_damaged_audio_is_flagged_not_fatal(scene_wav, tmp_path, damage, flag):
+    _, x = scene_wav
+    y = x.copy().astype(np.float32)
+    seg = slice(8000, 16000)
+    if damage == "nan":
+        y[:, seg] = np.nan
+    elif damage == "inf":
+        y[1, seg] = np.inf
+    elif damage == "zero":
+        y[:] = 0.0
+    else:
+        y = np.clip(y * 40, -1.0, 1.0)
+    f = tmp_path / f"{damage}.wav"
+    sf.write(f, y.T, 16000, subtype="FLOAT")
+    p = run_cli("locate", f, "--array", "respeaker_4mic_hat")
+    assert p.returncode == 0, p.stderr
+    assert "nan" not in p.stdout.lower() and "infinity" not in p.stdout.lower()
+    lines = jsonl(p.stdout)
+    assert all(finite_json(line) for line in lines)
+    assert any(flag in u.get("flags", []) for u in lines[:-1])
+    assert lines[-1]["summary"]["input_flags"].get(flag, 0) > 0
+    if damage == "zero":
+        assert lines[-1]["summary"]["peaks"] == [] and all(u["peaks"] == [] for u in lines[:-1])
+    else:  # the undamaged part still locates the source
+        assert az_error(lines[-1]["summary"]["peaks"][0]["azimuth_deg"], -60.0) <= 6.0
+
+
+def test_band_above_nyquist(scene_wav):
+    wav, _ = scene_wav
+    assert_clean_error(run_cli("locate", wav, "--array", "respeaker_4mic_hat", "--band", "9000,12000"),
+                       "localize.band", "Nyquist")

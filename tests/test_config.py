@@ -1,0 +1,74 @@
+"""Configuration: typed, validated once, frozen; errors name the key and the file."""
+import dataclasses
+
+import pytest
+
+from avstream.config import load_config, parse_override
+from avstream.errors import ConfigError
+
+
+def write(tmp_path, text):
+    p = tmp_path / "cfg.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_and_frozen():
+    cfg = load_config()
+    assert cfg.stft.frame == 512 and cfg.localize.band == (300.0, 6000.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.stft.frame = 1024
+
+
+def test_yaml_then_overrides(tmp_path):
+    p = write(tmp_path, "stft: {frame: 1024, hop: 512}\nlocalize: {band: [200, 4000], sources: 2}\n")
+    cfg = load_config(p, {"stft.hop": 256, "localize.grid": "fov:90,70:64,48"})
+    assert (cfg.stft.frame, cfg.stft.hop) == (1024, 256)
+    assert cfg.localize.band == (200.0, 4000.0) and cfg.localize.sources == 2
+    assert cfg.localize.grid == "fov:90,70:64,48"
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("stft: {frmae: 1024}\n", "key 'stft.frmae': unknown key"),
+    ("stft: {frame: big}\n", "key 'stft.frame': expected an integer"),
+    ("stft: {frame: 512, hop: 1024}\n", "key 'stft.hop'"),
+    ("localize: {band: [4000, 300]}\n", "key 'localize.band'"),
+    ("localize: {band: [300]}\n", "key 'localize.band'"),
+    ("localize: {smoothing: 1.5}\n", "key 'localize.smoothing'"),
+    ("source: {kind: microphone}\n", "key 'source.kind': expected one of"),
+    ("source: {kind: file}\n", "key 'source.path'"),
+    ("source: {scene: {sources: [{azimuth_deg: 10, elevation_deg: 120}]}}\n",
+     "key 'source.scene.sources[0].elevation_deg'"),
+    ("- just\n- a list\n", "top level must be a mapping"),
+])
+def test_bad_values_name_key_and_file(tmp_path, text, needle):
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    assert str(p) in str(exc.value)
+    assert needle in str(exc.value)
+
+
+def test_malformed_yaml_names_file(tmp_path):
+    p = write(tmp_path, "stft: {frame: 512\n  hop: [\n")
+    with pytest.raises(ConfigError, match="malformed YAML") as exc:
+        load_config(p)
+    assert str(p) in str(exc.value)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="nope.yaml: cannot read"):
+        load_config("nope.yaml")
+
+
+def test_bad_override_blames_command_line(tmp_path):
+    p = write(tmp_path, "stft: {frame: 512}\n")
+    with pytest.raises(ConfigError, match="the command line: key 'stft.hop'"):
+        load_config(p, {"stft.hop": -3})
+
+
+def test_parse_override():
+    assert parse_override("localize.band=[100, 2000]") == ("localize.band", [100, 2000])
+    assert parse_override("duration=null") == ("duration", None)
+    with pytest.raises(ConfigError):
+        parse_override("no-equals-sign")

@@ -1,0 +1,69 @@
+"""Arrays (presets, YAML), grids and baseline grouping."""
+import numpy as np
+import pytest
+
+from avstream.errors import ConfigError
+from avstream.geometry.arrays import baseline_groups, load_array, preset_names
+from avstream.geometry.grids import parse_grid, to_azel, to_unit
+
+
+def test_presets_load_with_channel_maps():
+    for name in preset_names():
+        a = load_array(name)
+        assert a.positions.shape == (a.n_mics, 3)
+        assert max(a.mic_channels) < a.n_channels
+    rs = load_array("respeaker_usb_4mic")
+    assert rs.n_channels == 6 and rs.mic_channels == (1, 2, 3, 4)
+    assert load_array("uma16").n_mics == 16 and load_array("uma16").planar
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="unknown array 'respeaker9'.*minidsp_uma16"):
+        load_array("respeaker9")
+
+
+def test_yaml_array(tmp_path):
+    p = tmp_path / "a.yaml"
+    p.write_text("mic_positions:\n  - [0.0229, 0.0229, 0.005]\n  - [-0.0229, 0.0229, 0.005]\n"
+                 "  - [0.0, -0.03, 0.0]\nsample_rate: 16000\nvendor: acme\n")
+    a = load_array(str(p))
+    assert a.n_mics == 3 and a.sample_rate == 16000 and a.n_channels == 3
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("mic_positions: [[0, 0]]\n", "mic_positions"),
+    ("positions: [[0, 0, 0], [1, 0, 0]]\n", "missing key 'mic_positions'"),
+    ("mic_positions: [[0, 0, 0], [0, 0, 0]]\n", "same position"),
+    ("mic_positions: [[0, 0, 0], [0.1, 0, 0]]\nsample_rate: fast\n", "sample_rate"),
+    ("mic_positions: [[0, 0, 0], [0.1, 0, 0]\n", "malformed YAML"),
+])
+def test_bad_array_yaml(tmp_path, text, needle):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=needle) as exc:
+        load_array(str(p))
+    assert str(p) in str(exc.value)
+
+
+def test_baseline_groups_uma16_and_sign():
+    pos = load_array("uma16").positions
+    pi, pj, pg, base, size = baseline_groups(pos)
+    assert len(pi) == 120 and len(base) == 24 and size.sum() == 120
+    np.testing.assert_allclose(pos[pi] - pos[pj], base[pg], atol=1e-9)
+
+
+def test_direction_convention_and_grids():
+    az, el = to_azel(to_unit([90.0, -45.0], [0.0, 30.0]))
+    np.testing.assert_allclose(az, [90, -45], atol=1e-9)
+    np.testing.assert_allclose(el, [0, 30], atol=1e-9)
+    g = parse_grid("sphere:2562", load_array("uma16"))  # planar: the upper half-space
+    assert g.n_dirs == 2562 and np.all(g.directions[:, 2] >= 0)
+    g = parse_grid("sphere:500")  # no array: the whole sphere
+    assert g.directions[:, 2].min() < -0.9
+    f = parse_grid("fov:90,70:64,48")
+    assert f.shape == (48, 64)
+    az, el = to_azel(f.directions.reshape(48, 64, 3))
+    assert az[0, 0] == pytest.approx(45) and az[0, -1] == pytest.approx(-45)  # left is +y
+    assert el[0, 0] == pytest.approx(35) and el[-1, 0] == pytest.approx(-35)  # top row first
+    with pytest.raises(ConfigError, match="expected sphere:N or fov"):
+        parse_grid("cube:6")
