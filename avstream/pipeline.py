@@ -16,13 +16,14 @@ from .capture.file import FileSource
 from .capture.ring import RingBuffer
 from .capture.synthetic import SyntheticScene
 from .config import Config, to_dict
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .frames import FLAG_CLIPPED, FLAG_NONFINITE, FLAG_SILENT, AudioBlock
 from .geometry.arrays import load_array
 from .geometry.grids import parse_grid
 from .localize import make_localizer
 from .spectral import StreamingSTFT
 
+STALL_SECONDS = 5.0  # no audio for this long while running is an error, not a hang
 CLIP_LEVEL = 0.999  # |sample| at or above this (full scale 1) counts as clipped
 
 
@@ -199,13 +200,18 @@ class Pipeline:
                                        daemon=True)
             capture.start()
         seq = 0
+        last_data = time.monotonic()
         try:
             while not self._done() and not self._stop.is_set():
                 blk = self.ring.read(timeout=0.5)
                 if blk is None:
                     if self.ring.closed:
                         break
+                    if time.monotonic() - last_data > STALL_SECONDS:
+                        raise InputError(f"the audio source delivered nothing for {STALL_SECONDS:g} s "
+                                         f"(device unplugged or stalled?)")
                     continue
+                last_data = time.monotonic()
                 blk.seq = seq
                 seq += 1
                 self.process_block(blk)
