@@ -1,0 +1,208 @@
+"""``avstream bench``: avstream and its peers on the same scenes, in one run, side by side.
+
+Workloads (from the project's issue; peers' published figures are in docs/ANCHORS.md):
+
+W1  UMA-16, 16 kHz, frame 512, hop 256, 4 frames per update, fov:90,70:64,48, 300-3500 Hz.
+W2  UMA-16, sphere:2562 (half-space), hop 128, one update per hop (125/s), 4 sources:
+    CPU share of one core in real time. The peers here cannot run at 125 updates/s; the
+    row for ODAS quotes its published figure (8.7 %, docs/ANCHORS.md) and is not measured.
+W3  ReSpeaker 4-mic, sphere:2562 (half-space), frame 512, hop 256, 4 frames per update.
+
+Scenes are pyroomacoustics rooms (RT60 0.3 s, SNR 20 dB). avstream's time per update covers
+STFT, localization and peaks (a null sink), on one core. pyroomacoustics is timed on
+``locate_sources`` alone with its STFT done beforehand (in its favour); acoular on its
+PowerSpectra + BeamformerBase per update. Error: the angle from each true source to the
+nearest reported peak, median over updates (pyroomacoustics: its own peaks; acoular: the
+map's maximum against the nearest source).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from .config import load_config  # noqa: E402
+from .frames import AudioBlock  # noqa: E402
+from .geometry.arrays import load_array  # noqa: E402
+from .geometry.grids import angular_distance_deg, parse_grid, to_unit  # noqa: E402
+from .pipeline import Pipeline  # noqa: E402
+from .sinks.base import Sink  # noqa: E402
+
+FS = 16000
+
+WORKLOADS = {
+    "W1": dict(array="minidsp_uma16", grid="fov:90,70:64,48", frame=512, hop=256, update_frames=4,
+               band=(300.0, 3500.0), sources=[(20.0, 10.0), (-25.0, 20.0)]),
+    "W2": dict(array="minidsp_uma16", grid="sphere:2562", frame=512, hop=128, update_frames=1,
+               band=(300.0, 3500.0), sources=[(30.0, 10.0), (120.0, 30.0), (-100.0, 20.0), (-20.0, 45.0)],
+               peers=False, quoted=("ODAS (C), quoted from docs, not run here", 8.7)),
+    "W3": dict(array="respeaker_4mic_hat", grid="sphere:2562", frame=512, hop=256, update_frames=4,
+               band=(300.0, 3500.0), sources=[(60.0, 15.0), (-150.0, 25.0)]),
+}
+
+
+class _Keep(Sink):
+    def __init__(self):
+        self.maps = []
+
+    def write(self, heatmap):
+        self.maps.append(heatmap)
+
+
+def _scene(array, sources, seconds, seed=0):
+    import pyroomacoustics as pra
+
+    rng = np.random.default_rng(seed)
+    room_dim = [6.0, 5.0, 3.0]
+    e_abs, max_order = pra.inverse_sabine(0.3, room_dim)
+    room = pra.ShoeBox(room_dim, fs=FS, materials=pra.Material(e_abs), max_order=max_order)
+    center = np.array([3.1, 2.4, 1.3])
+    for az, el in sources:
+        room.add_source(center + 1.5 * to_unit(az, el), signal=rng.standard_normal(int(seconds * FS)))
+    room.add_microphone_array(pra.MicrophoneArray(array.positions.T + center[:, None], FS))
+    room.simulate(snr=20)
+    x = room.mic_array.signals[:, :int(seconds * FS)]
+    return (x / np.abs(x).max() * 0.5).astype(np.float32)
+
+
+def _errors(found_dirs, truth_dirs):
+    """Per true source: angle to the nearest found direction (degrees)."""
+    if len(found_dirs) == 0:
+        return [180.0] * len(truth_dirs)
+    f = np.asarray(found_dirs)
+    return [float(np.min(angular_distance_deg(f, t))) for t in truth_dirs]
+
+
+def bench_avstream(w, x, truth, repeat):
+    arr = load_array(w["array"])
+    cfg = load_config(None, {"array": w["array"], "localize.grid": w["grid"], "stft.frame": w["frame"],
+                             "stft.hop": w["hop"], "localize.update_frames": w["update_frames"],
+                             "localize.band": list(w["band"]), "localize.sources": len(w["sources"]),
+                             "source.block": w["hop"], "duration": None})
+    full = np.zeros((arr.n_channels, x.shape[1]), np.float32)
+    full[list(arr.mic_channels)] = x
+    blocks = [full[:, k:k + w["hop"]] for k in range(0, full.shape[1] - w["hop"] + 1, w["hop"])]
+    best = np.inf
+    for r in range(repeat + 1):  # first pass warms up the JIT
+        sink = _Keep()
+        pipe = Pipeline(cfg, [sink], source=_NoSource())
+        t0 = time.perf_counter()
+        for i, b in enumerate(blocks):
+            pipe.process_block(AudioBlock(b, i * w["hop"], 0.0, i))
+        dt = (time.perf_counter() - t0) / max(pipe.n_updates, 1)
+        if r:
+            best = min(best, dt)
+    errs = [np.mean(_errors([to_unit(p.azimuth_deg, p.elevation_deg) for p in h.peaks], truth))
+            for h in sink.maps[len(sink.maps) // 4:]]
+    return best, float(np.median(errs)), pipe.n_updates
+
+
+class _NoSource:
+    sample_rate = FS
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+
+def bench_pyroomacoustics(w, x, truth, grid, algo, max_updates):
+    import pyroomacoustics as pra
+
+    arr = load_array(w["array"])
+    X = np.array([pra.transform.stft.analysis(s, w["frame"], w["hop"]).T for s in x])  # (M, F, S)
+    az = np.arctan2(grid.directions[:, 1], grid.directions[:, 0])
+    col = np.arccos(np.clip(grid.directions[:, 2], -1, 1))
+    doa = pra.doa.algorithms[algo](arr.positions.T, FS, w["frame"], c=343.0, num_src=len(truth),
+                                   azimuth=az, colatitude=col, dim=3)
+    n_frames = w["update_frames"] if w["update_frames"] > 1 else 4  # pyroomacoustics needs a few frames
+    starts = list(range(X.shape[2] // 4, X.shape[2] - n_frames, n_frames))[:max_updates]
+    errs = []
+    t0 = time.perf_counter()
+    for s in starts:
+        doa.locate_sources(X[:, :, s:s + n_frames], freq_range=list(w["band"]))
+        found = np.stack([np.sin(doa.colatitude_recon) * np.cos(doa.azimuth_recon),
+                          np.sin(doa.colatitude_recon) * np.sin(doa.azimuth_recon),
+                          np.cos(doa.colatitude_recon)], axis=1)
+        errs.append(np.mean(_errors(found, truth)))
+    dt = (time.perf_counter() - t0) / len(starts)
+    return dt, float(np.median(errs)), len(starts)
+
+
+def bench_acoular(w, x, truth, grid, max_updates):
+    import acoular as ac
+
+    ac.config.global_caching = "none"
+    arr = load_array(w["array"])
+    mg = ac.MicGeom(pos_total=arr.positions.T)
+    g = ac.ImportGrid(pos=(grid.directions * 1.5).T)
+    st = ac.SteeringVector(grid=g, mics=mg, steer_type="true level")
+    hop, frame, n = w["hop"], w["frame"], w["update_frames"]
+    span = frame + (n - 1) * hop
+    lo = int(w["band"][0] * frame / FS)
+    hi = int(w["band"][1] * frame / FS)
+    errs = []
+    starts = list(range(x.shape[1] // 4, x.shape[1] - span, span))[:max_updates]
+    t0 = time.perf_counter()
+    for s in starts:
+        ts = ac.TimeSamples(data=x[:, s:s + span].T.astype(np.float64), sample_freq=FS)
+        ps = ac.PowerSpectra(source=ts, block_size=frame, overlap="50%" if hop * 2 == frame else "75%",
+                             window="Hanning", cached=False)
+        bb = ac.BeamformerBase(freq_data=ps, steer=st, r_diag=True, cached=False)
+        m = bb.result[lo:hi].sum(0)
+        errs.append(min(_errors(grid.directions[[int(np.argmax(m))]], truth)))
+    dt = (time.perf_counter() - t0) / len(starts)
+    return dt, float(np.median(errs)), len(starts)
+
+
+def main(names, quick=False, peers=True):
+    rows = []
+    for name in names:
+        name = name.strip().upper()
+        if name not in WORKLOADS:
+            raise SystemExit(f"unknown workload {name} (W1, W2, W3)")
+        w = WORKLOADS[name]
+        arr = load_array(w["array"])
+        grid = parse_grid(w["grid"], arr)
+        truth = [to_unit(az, el) for az, el in w["sources"]]
+        x = _scene(arr, w["sources"], 3.0 if quick else 6.0, seed=1)
+        t_av, e_av, n_av = bench_avstream(w, x, truth, 1 if quick else 3)
+        updates_per_s = FS / (w["hop"] * w["update_frames"])
+        rows.append((name, "avstream", t_av, e_av, n_av, updates_per_s, None))
+        if "quoted" in w:
+            label, cpu = w["quoted"]
+            rows.append((name, label, cpu / 100 / updates_per_s, None, 0, updates_per_s, None))
+        if peers and w.get("peers", True):
+            max_up = 3 if quick else 10
+            for label, fn in [("pyroomacoustics SRP", lambda: bench_pyroomacoustics(w, x, truth, grid, "SRP", max_up)),
+                              ("pyroomacoustics NormMUSIC",
+                               lambda: bench_pyroomacoustics(w, x, truth, grid, "NormMUSIC", max_up)),
+                              ("acoular delay-and-sum", lambda: bench_acoular(w, x, truth, grid, max_up))]:
+                print(f"bench: {name} {label} ...", file=sys.stderr, flush=True)
+                try:
+                    t, e, n = fn()
+                except ImportError:
+                    rows.append((name, label + " (not installed)", None, None, 0, updates_per_s, None))
+                    continue
+                rows.append((name, label, t, e, n, updates_per_s, t / t_av))
+    print(_table(rows))
+    return 0
+
+
+def _table(rows):
+    head = ("| workload | system | ms/update | updates/s | real-time CPU (1 core) | median error (deg) | "
+            "avstream speed-up |\n|---|---|---:|---:|---:|---:|---:|")
+    lines = [head]
+    for name, system, t, e, n, need, ratio in rows:
+        if t is None:
+            lines.append(f"| {name} | {system} | - | - | - | - | - |")
+            continue
+        err = "-" if e is None else f"{e:.1f}"
+        lines.append(f"| {name} | {system} | {t * 1e3:.3f} | {1 / t:,.0f} | {100 * t * need:.1f}% | {err} | "
+                     + ("-" if ratio is None else f"{ratio:,.0f}x") + " |")
+    return "\n".join(lines)
