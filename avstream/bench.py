@@ -41,7 +41,10 @@ WORKLOADS = {
                band=(300.0, 3500.0), sources=[(30.0, 10.0), (120.0, 30.0), (-100.0, 20.0), (-20.0, 45.0)],
                peers=False, quoted=("ODAS (C), quoted from docs, not run here", 8.7)),
     "W3": dict(array="respeaker_4mic_hat", grid="sphere:2562", frame=512, hop=256, update_frames=4,
-               band=(300.0, 3500.0), sources=[(60.0, 15.0), (-150.0, 25.0)]),
+               band=(300.0, 3500.0), sources=[(60.0, 15.0), (-150.0, 25.0)],
+               # pyroomacoustics on this 2562-direction half-sphere grid did not finish one
+               # update series within minutes here; no peer row until that is understood
+               peers=False),
 }
 
 
