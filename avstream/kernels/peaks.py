@@ -123,3 +123,22 @@ def refine_quadratic(values, neighbors, directions, d, max_shift):
     u /= np.sqrt(u[0] ** 2 + u[1] ** 2 + u[2] ** 2)
     val = coef[0] + coef[1] * x + coef[2] * y + coef[3] * x * x + coef[4] * x * y + coef[5] * y * y
     return u, float(val)
+
+
+@njit(cache=True)
+def refine_peaks(values, neighbors, directions, idx, n, max_shift, out):
+    """Refine peaks ``idx[:n]`` and write (azimuth_deg, elevation_deg, power) rows to ``out``.
+
+    Stops at the first peak with power <= 0 (no source); returns the number written.
+    """
+    k = 0
+    for q in range(n):
+        d = idx[q]
+        if values[d] <= 0.0:
+            break
+        u, p = refine_quadratic(values, neighbors, directions, d, max_shift)
+        out[k, 0] = np.degrees(np.arctan2(u[1], u[0]))
+        out[k, 1] = np.degrees(np.arcsin(min(1.0, max(-1.0, u[2]))))
+        out[k, 2] = max(p, values[d])
+        k += 1
+    return k

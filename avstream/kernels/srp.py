@@ -63,25 +63,29 @@ def gcc(cross, basis, out):
 
 
 @njit(cache=True, fastmath=True)
-def steered_power(gcc_lags, lag_pos, scale, out):
-    """Steered response power of every direction by linear interpolation of the GCC.
+def steered_power(gcc_lags, lag_idx, scale, out):
+    """Steered response power of every direction: one GCC lookup per baseline group.
 
     Parameters
     ----------
     gcc_lags : ndarray (G, L) float32
-    lag_pos : ndarray (D, G) float32
-        Fractional lag index of each direction for each group, in [0, L - 1).
+        GCC of each group on a lag grid fine enough (32 points per period of the highest
+        band frequency) that the nearest lag stands for the exact one: the phase error is at
+        most 5.6 degrees, a value error under 0.5 %.
+    lag_idx : ndarray (G, D) int16
+        Nearest lag index of each direction for each group. Groups outermost, so one GCC row
+        stays in L1 cache while the directions stream past; int16 halves the table's traffic
+        (measured: 35 us against 77 us for interpolated float lookups, 2562 x 24).
     scale : float
         Normalisation so that a perfectly coherent source maps to 1.
     out : ndarray (D,) float32
     """
-    n_dirs, n_groups = lag_pos.shape
+    n_groups, n_dirs = lag_idx.shape
+    out[:] = 0.0
+    for g in range(n_groups):
+        row = gcc_lags[g]
+        idx = lag_idx[g]
+        for d in range(n_dirs):
+            out[d] += row[idx[d]]
     for d in range(n_dirs):
-        s = 0.0
-        for g in range(n_groups):
-            p = lag_pos[d, g]
-            i = int(p)
-            w = p - i
-            a = gcc_lags[g, i]
-            s += a + w * (gcc_lags[g, i + 1] - a)
-        out[d] = s * scale
+        out[d] *= scale

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..frames import Heatmap, Peak
-from ..geometry.grids import to_azel
-from ..kernels.peaks import pick_peaks, refine_quadratic
+from ..kernels.peaks import pick_peaks, refine_peaks
 from ..kernels.weighting import onset_weights
 
 LOCALIZERS: dict = {}
@@ -82,6 +81,7 @@ class Localizer:
         self._smoothed = np.zeros(n, dtype=np.float32)
         self._have_smoothed = False
         self._peak_idx = np.zeros(max(self.n_sources, 1), dtype=np.int64)
+        self._peak_out = np.zeros((len(self._peak_idx), 3))
         # weighted sum of every update's map: the summary over the whole stream
         self.integrated = np.zeros(n, dtype=np.float64)
         self.integrated_weight = 0.0
@@ -138,16 +138,13 @@ class Localizer:
 
     def peaks(self, values: np.ndarray, k: int) -> list:
         """Up to k peaks of a map, strongest first, refined off the grid; power <= 0 is no source."""
-        idx = self._peak_idx if k <= len(self._peak_idx) else np.zeros(k, dtype=np.int64)
-        n = pick_peaks(values, self.grid.neighbors, self.grid.directions, self.cos_excl, idx[:k])
-        out = []
-        for d in idx[:n]:
-            if values[d] <= 0.0:
-                break
-            u, power = refine_quadratic(values, self.grid.neighbors, self.grid.directions, d, self._max_shift)
-            az, el = to_azel(u)
-            out.append(Peak(float(az), float(el), max(float(power), float(values[d]))))
-        return out
+        if k > len(self._peak_idx):
+            self._peak_idx = np.zeros(k, dtype=np.int64)
+            self._peak_out = np.zeros((k, 3))
+        n = pick_peaks(values, self.grid.neighbors, self.grid.directions, self.cos_excl, self._peak_idx[:k])
+        n = refine_peaks(values, self.grid.neighbors, self.grid.directions, self._peak_idx, n, self._max_shift,
+                         self._peak_out)
+        return [Peak(float(a), float(e), float(p)) for a, e, p in self._peak_out[:n]]
 
     def summary_peaks(self, k: int) -> list:
         """The k dominant sources over everything processed so far.

@@ -13,9 +13,9 @@ class SrpPhat(Localizer):
     """SRP-PHAT over the grid.
 
     Pairs sharing a baseline are summed before the search (24 groups instead of 120 pairs on
-    a 4x4 grid). The GCC of each group is evaluated on a lag grid fine enough for linear
-    interpolation (16 points per period of the highest band frequency) by one matrix
-    product, then every direction looks up its interpolated lag in each group.
+    a 4x4 grid). The GCC of each group is evaluated on a lag grid of 32 points per period of
+    the highest band frequency by one matrix product; every direction then looks up its
+    nearest lag in each group.
     """
 
     def _configure(self):
@@ -23,14 +23,16 @@ class SrpPhat(Localizer):
         self.pair_i, self.pair_j, self.pair_group, baselines, _ = baseline_groups(pos)
         n_groups = len(baselines)
         max_tau = np.max(np.linalg.norm(baselines, axis=1)) / self.c
-        step = 1.0 / (16.0 * self.band_freqs[-1])
+        step = 1.0 / (32.0 * self.band_freqs[-1])
         half = int(np.ceil(max_tau / step)) + 2
         lags = (np.arange(2 * half + 1) - half) * step
         self.basis = lag_basis(self.band_freqs, lags)
         self.center = float(half)
+        if len(lags) >= np.iinfo(np.int16).max:
+            raise ValueError("array too large for the lag table (more than 32767 lags)")
         # lag index of direction u for group g: center + steer[g] . u
         self.steer = np.ascontiguousarray(-baselines / (self.c * step))
-        self.lag_pos = np.ascontiguousarray((self.center + self.grid.directions @ self.steer.T).astype(np.float32))
+        self.lag_idx = np.ascontiguousarray(np.rint(self.center + self.steer @ self.grid.directions.T).astype(np.int16))
         n_band = self.hi - self.lo
         self.cross = np.zeros((n_groups, 2 * n_band), dtype=np.float32)
         self.gcc = np.zeros((n_groups, len(lags)), dtype=np.float32)
@@ -46,7 +48,7 @@ class SrpPhat(Localizer):
             return False
         gcc(self.cross, self.basis, self.gcc)
         self._scale = 1.0 / (self._weight * len(self.pair_i) * (self.hi - self.lo))
-        steered_power(self.gcc, self.lag_pos, self._scale, out)
+        steered_power(self.gcc, self.lag_idx, self._scale, out)
         self.cross[:] = 0.0
         self._weight = 0.0
         return True
