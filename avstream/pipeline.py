@@ -19,6 +19,7 @@ from .config import Config, to_dict
 from .errors import ConfigError, InputError
 from .frames import FLAG_CLIPPED, FLAG_NONFINITE, FLAG_SILENT, AudioBlock
 from .geometry.arrays import load_array
+from .kernels.levels import select_and_scan
 from .geometry.grids import parse_grid
 from .localize import make_localizer
 from .spectral import StreamingSTFT
@@ -75,7 +76,8 @@ class Pipeline:
             raise ConfigError(f"key 'localize.band': {exc}") from None
         self.sinks = list(sinks)
         self.status = status
-        self._mics = list(self.array.mic_channels)
+        self._mic_idx = np.asarray(self.array.mic_channels, dtype=np.int64)
+        self._mic_buf = np.zeros((self.array.n_mics, cfg.source.block), dtype=np.float32)
         self._frames = np.zeros((lc.update_frames, self.array.n_mics, self.stft.n_freq), dtype=np.complex64)
         self._weights = np.ones(lc.update_frames, dtype=np.float32)
         self._n_frames = 0
@@ -117,15 +119,16 @@ class Pipeline:
         if x.shape[0] != self.array.n_channels:
             raise ValueError(f"block has {x.shape[0]} channels, array {self.array.name} needs "
                              f"{self.array.n_channels}")
+        n = x.shape[1]
         if self.max_samples is not None:
-            x = x[:, :max(0, self.max_samples - block.index)]
-        mics = x[self._mics]
+            n = min(n, max(0, self.max_samples - block.index))
+        if n > self._mic_buf.shape[1]:
+            self._mic_buf = np.zeros((self.array.n_mics, n), dtype=np.float32)
+        mics = self._mic_buf[:, :n]
+        n_bad, peak = select_and_scan(np.ascontiguousarray(x, dtype=np.float32), self._mic_idx, n, mics)
         flags = set(block.flags)
-        finite = np.isfinite(mics)
-        if not finite.all():
-            mics = np.where(finite, mics, np.float32(0.0))
+        if n_bad:
             flags.add(FLAG_NONFINITE)
-        peak = float(np.max(np.abs(mics))) if mics.size else 0.0
         if peak == 0.0:
             flags.add(FLAG_SILENT)
         elif peak >= CLIP_LEVEL:

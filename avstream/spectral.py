@@ -33,6 +33,7 @@ class StreamingSTFT:
         self.max_block = max_block
         self.n_freq = frame // 2 + 1
         self._buf = np.zeros((n_channels, frame + max_block), dtype=np.float32)
+        self._seg = np.zeros((n_channels, frame), dtype=np.float32)
         self._fill = 0
         self._first = 0  # stream index of buf[:, 0]
         self._out = np.zeros(((frame + max_block) // hop + 1, n_channels, self.n_freq), dtype=np.complex64)
@@ -50,7 +51,8 @@ class StreamingSTFT:
         for s in range(0, block.shape[1], self.max_block):
             part = np.ascontiguousarray(block[:, s:s + self.max_block], dtype=np.float32)
             first = self._first
-            self._fill, n, consumed = stft_push(self._buf, self._fill, part, self.window, self.hop, self._out)
+            self._fill, n, consumed = stft_push(self._buf, self._fill, part, self.window, self.hop, self._out,
+                                                        self._seg)
             self._first += consumed
             if n:
                 yield first, self._out[:n]

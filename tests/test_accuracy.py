@@ -118,3 +118,20 @@ def test_synthetic_two_sources_azimuths():
     sink = Collect()
     Pipeline(cfg, [sink]).run_sync()
     assert max(match_errors(sink.summary["peaks"], [-135.0, 40.0])) <= 5.0, sink.summary["peaks"]
+
+
+def test_a_source_is_never_reported_twice_on_a_planar_array(tmp_path):
+    """A small planar array's map is a ridge along elevation; a source must not come back as a
+    second peak higher or lower on the ridge (the peers' failure in docs/ANCHORS.md)."""
+    from helpers import Collect  # noqa: F401
+
+    a = load_array("respeaker_4mic_hat")
+    x = room_scene(a.positions, [60.0, -150.0], [15.0, 25.0], duration=3.0, rt60=0.3, snr_db=20.0, seed=1)
+    sink, summary = locate_file(write_wav(tmp_path / "one.wav", x), "respeaker_4mic_hat",
+                                **{"localize.sources": 2, "localize.band": [300, 3500]})
+    twice = 0
+    for h in sink.maps:
+        az = [p.azimuth_deg for p in h.peaks]
+        twice += any(az_error(u, v) < 20.0 for i, u in enumerate(az) for v in az[i + 1:])
+    assert twice == 0, f"{twice} of {len(sink.maps)} updates reported one azimuth twice"
+    assert max(match_errors(summary["peaks"], [60.0, -150.0])) <= 5.0

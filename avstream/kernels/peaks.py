@@ -1,10 +1,13 @@
-"""Peak picking on a direction grid with an exclusion radius."""
+"""Peak picking on a direction grid with an exclusion radius, and sub-cell refinement.
+
+No allocation: candidates and the fit's normal equations live in caller-supplied buffers.
+"""
 import numpy as np
 from numba import njit
 
 
 @njit(cache=True)
-def pick_peaks(values, neighbors, directions, cos_exclusion, out_idx):
+def pick_peaks(values, neighbors, directions, projection, chord2, out_idx, work):
     """Local maxima of ``values`` in descending order, none closer than the exclusion angle.
 
     Parameters
@@ -12,11 +15,18 @@ def pick_peaks(values, neighbors, directions, cos_exclusion, out_idx):
     values : ndarray (D,) float32
     neighbors : ndarray (D, k) int32
     directions : ndarray (D, 3) float64
-    cos_exclusion : float
-        cos of the exclusion radius: a peak whose direction has a larger dot product with an
-        already accepted peak is the same source seen twice and is dropped.
+    projection : ndarray (3, 3) float64
+        Where distances between directions are measured: the identity for a 3-D array; for a
+        planar array the projection onto its plane, since such an array hears only that part
+        of a direction (its map is a ridge along the plane's normal, and a source would
+        otherwise show up twice along the ridge).
+    chord2 : float
+        Squared exclusion distance, (2 sin(radius / 2))^2: a peak nearer than this to an
+        accepted one is the same source seen twice and is dropped.
     out_idx : ndarray (K,) int64
         Receives the indices of up to K peaks.
+    work : ndarray (D,) int64
+        Work buffer for the candidates.
 
     Returns
     -------
@@ -24,7 +34,6 @@ def pick_peaks(values, neighbors, directions, cos_exclusion, out_idx):
         Number of peaks written.
     """
     n_dirs, k = neighbors.shape
-    cand = np.empty(n_dirs, dtype=np.int64)
     n_cand = 0
     for d in range(n_dirs):
         v = values[d]
@@ -36,107 +45,151 @@ def pick_peaks(values, neighbors, directions, cos_exclusion, out_idx):
                 is_max = False
                 break
         if is_max:
-            cand[n_cand] = d
+            work[n_cand] = d
             n_cand += 1
-    cand_vals = np.empty(n_cand, dtype=np.float64)
-    for c in range(n_cand):
-        cand_vals[c] = values[cand[c]]
-    order = np.argsort(-cand_vals)
+    # K rounds of "strongest remaining candidate"; an excluded or taken one is marked -1
     n_out = 0
-    for c in range(n_cand):
-        d = cand[order[c]]
+    while n_out < out_idx.shape[0]:
+        best = -1
+        best_v = -np.inf
+        for c in range(n_cand):
+            d = work[c]
+            if d >= 0 and values[d] > best_v:
+                best_v = values[d]
+                best = c
+        if best < 0:
+            break
+        d = work[best]
+        work[best] = -1
         ok = True
         for q in range(n_out):
             e = out_idx[q]
-            dot = (directions[d, 0] * directions[e, 0] + directions[d, 1] * directions[e, 1]
-                   + directions[d, 2] * directions[e, 2])
-            if dot > cos_exclusion:
+            dist2 = 0.0
+            for i in range(3):
+                diff = 0.0
+                for j in range(3):
+                    diff += projection[i, j] * (directions[d, j] - directions[e, j])
+                dist2 += diff * diff
+            if dist2 < chord2:
                 ok = False
                 break
         if ok:
             out_idx[n_out] = d
             n_out += 1
-            if n_out == out_idx.shape[0]:
-                break
     return n_out
 
 
 @njit(cache=True)
-def refine_quadratic(values, neighbors, directions, d, max_shift):
+def _tangent_basis(u):
+    if abs(u[2]) < 0.9:
+        ax, ay, az = -u[1], u[0], 0.0
+    else:
+        ax, ay, az = 0.0, -u[2], u[1]
+    n = np.sqrt(ax * ax + ay * ay + az * az)
+    ax, ay, az = ax / n, ay / n, az / n
+    bx = u[1] * az - u[2] * ay
+    by = u[2] * ax - u[0] * az
+    bz = u[0] * ay - u[1] * ax
+    return ax, ay, az, bx, by, bz
+
+
+@njit(cache=True)
+def refine_quadratic(values, neighbors, directions, d, max_shift, normal, out_u):
     """Sub-cell peak position: least-squares quadratic fit over cell d and its neighbours.
 
     The neighbours are projected on the tangent plane at ``directions[d]`` (gnomonic
     projection); v = a + b x + c y + e x^2 + f x y + g y^2 is fitted and its stationary point
-    taken when it is a maximum within ``max_shift`` (tangent-plane units, i.e. radians near
-    the cell). Otherwise the cell itself is returned.
+    taken when it is a maximum within ``max_shift`` (tangent-plane units, about radians).
+    Otherwise the cell itself is kept.
+
+    Parameters
+    ----------
+    normal : ndarray (6, 7) float64
+        Work buffer for the normal equations [A^T A | A^T v].
+    out_u : ndarray (3,) float64
+        Receives the refined unit vector.
 
     Returns
     -------
-    u : ndarray (3,) float64
-    value : float
+    float
+        The map value at the refined direction.
     """
     u0 = directions[d]
-    if abs(u0[2]) < 0.9:
-        a = np.array([-u0[1], u0[0], 0.0])
-    else:
-        a = np.array([0.0, -u0[2], u0[1]])
-    a /= np.sqrt(a[0] ** 2 + a[1] ** 2 + a[2] ** 2)
-    b = np.array([u0[1] * a[2] - u0[2] * a[1], u0[2] * a[0] - u0[0] * a[2], u0[0] * a[1] - u0[1] * a[0]])
+    ax, ay, az, bx, by, bz = _tangent_basis(u0)
+    normal[:] = 0.0
     k = neighbors.shape[1]
-    ata = np.zeros((6, 6))
-    atv = np.zeros(6)
-    row = np.empty(6)
     for j in range(k + 1):
         e = d if j == k else neighbors[d, j]
         w = directions[e]
         dot = w[0] * u0[0] + w[1] * u0[1] + w[2] * u0[2]
         if dot <= 0.1:
             continue
-        x = (w[0] * a[0] + w[1] * a[1] + w[2] * a[2]) / dot
-        y = (w[0] * b[0] + w[1] * b[1] + w[2] * b[2]) / dot
-        row[0] = 1.0
-        row[1] = x
-        row[2] = y
-        row[3] = x * x
-        row[4] = x * y
-        row[5] = y * y
+        x = (w[0] * ax + w[1] * ay + w[2] * az) / dot
+        y = (w[0] * bx + w[1] * by + w[2] * bz) / dot
+        r0, r1, r2, r3, r4, r5 = 1.0, x, y, x * x, x * y, y * y
         v = values[e]
         for p in range(6):
-            atv[p] += row[p] * v
+            rp = (r0, r1, r2, r3, r4, r5)[p]
+            normal[p, 6] += rp * v
             for q in range(6):
-                ata[p, q] += row[p] * row[q]
-    for p in range(6):
-        ata[p, p] += 1e-12
-    coef = np.linalg.solve(ata, atv)
+                normal[p, q] += rp * (r0, r1, r2, r3, r4, r5)[q]
+    out_u[0], out_u[1], out_u[2] = u0[0], u0[1], u0[2]
+    # Gauss-Jordan elimination with partial pivoting on the 6 x 7 augmented matrix
+    for c in range(6):
+        piv = c
+        for r in range(c + 1, 6):
+            if abs(normal[r, c]) > abs(normal[piv, c]):
+                piv = r
+        if abs(normal[piv, c]) < 1e-14:
+            return float(values[d])
+        if piv != c:
+            for q in range(7):
+                t = normal[c, q]
+                normal[c, q] = normal[piv, q]
+                normal[piv, q] = t
+        for r in range(6):
+            if r != c:
+                f = normal[r, c] / normal[c, c]
+                for q in range(c, 7):
+                    normal[r, q] -= f * normal[c, q]
+    c0 = normal[0, 6] / normal[0, 0]
+    c1 = normal[1, 6] / normal[1, 1]
+    c2 = normal[2, 6] / normal[2, 2]
+    c3 = normal[3, 6] / normal[3, 3]
+    c4 = normal[4, 6] / normal[4, 4]
+    c5 = normal[5, 6] / normal[5, 5]
     # maximum of the quadratic: gradient zero, Hessian negative definite
-    h11 = 2.0 * coef[3]
-    h12 = coef[4]
-    h22 = 2.0 * coef[5]
+    h11 = 2.0 * c3
+    h12 = c4
+    h22 = 2.0 * c5
     det = h11 * h22 - h12 * h12
     if not (h11 < 0.0 and det > 0.0):
-        return u0.copy(), float(values[d])
-    x = (-coef[1] * h22 + coef[2] * h12) / det
-    y = (-coef[2] * h11 + coef[1] * h12) / det
+        return float(values[d])
+    x = (-c1 * h22 + c2 * h12) / det
+    y = (-c2 * h11 + c1 * h12) / det
     if x * x + y * y > max_shift * max_shift:
-        return u0.copy(), float(values[d])
-    u = u0 + x * a + y * b
-    u /= np.sqrt(u[0] ** 2 + u[1] ** 2 + u[2] ** 2)
-    val = coef[0] + coef[1] * x + coef[2] * y + coef[3] * x * x + coef[4] * x * y + coef[5] * y * y
-    return u, float(val)
+        return float(values[d])
+    ux = u0[0] + x * ax + y * bx
+    uy = u0[1] + x * ay + y * by
+    uz = u0[2] + x * az + y * bz
+    n = np.sqrt(ux * ux + uy * uy + uz * uz)
+    out_u[0], out_u[1], out_u[2] = ux / n, uy / n, uz / n
+    return c0 + c1 * x + c2 * y + c3 * x * x + c4 * x * y + c5 * y * y
 
 
 @njit(cache=True)
-def refine_peaks(values, neighbors, directions, idx, n, max_shift, out):
+def refine_peaks(values, neighbors, directions, idx, n, max_shift, normal, u, out):
     """Refine peaks ``idx[:n]`` and write (azimuth_deg, elevation_deg, power) rows to ``out``.
 
-    Stops at the first peak with power <= 0 (no source); returns the number written.
+    ``normal`` (6, 7) and ``u`` (3,) are work buffers. Stops at the first peak with power
+    <= 0 (no source); returns the number of rows written.
     """
     k = 0
     for q in range(n):
         d = idx[q]
         if values[d] <= 0.0:
             break
-        u, p = refine_quadratic(values, neighbors, directions, d, max_shift)
+        p = refine_quadratic(values, neighbors, directions, d, max_shift, normal, u)
         out[k, 0] = np.degrees(np.arctan2(u[1], u[0]))
         out[k, 1] = np.degrees(np.arcsin(min(1.0, max(-1.0, u[2]))))
         out[k, 2] = max(p, values[d])

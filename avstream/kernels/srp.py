@@ -14,7 +14,7 @@ from numba import njit
 
 
 @njit(cache=True, fastmath=True)
-def accumulate_cross_spectra(spec, lo, hi, pair_i, pair_j, pair_group, out, weights):
+def accumulate_cross_spectra(spec, lo, hi, pair_i, pair_j, pair_group, out, weights, white):
     """Add the PHAT-whitened cross-spectra of frames to their baseline groups.
 
     Parameters
@@ -27,10 +27,11 @@ def accumulate_cross_spectra(spec, lo, hi, pair_i, pair_j, pair_group, out, weig
         Accumulator: real parts in columns [0, F), imaginary parts in [F, 2 F).
     weights : ndarray (n_frames,) float32
         Weight of each frame (0 skips a frame, e.g. one that held NaN).
+    white : ndarray (M, F) complex64
+        Work buffer for the whitened spectra.
     """
     n_frames, n_mics, _ = spec.shape
     n_band = hi - lo
-    white = np.empty((n_mics, n_band), dtype=np.complex64)
     for k in range(n_frames):
         w = weights[k]
         if w == 0.0:

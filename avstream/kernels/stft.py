@@ -9,7 +9,7 @@ from numba import njit
 
 
 @njit(cache=True)
-def stft_push(buf, fill, block, window, hop, out):
+def stft_push(buf, fill, block, window, hop, out, seg):
     """Append a block to the overlap buffer and emit every complete frame.
 
     Parameters
@@ -27,6 +27,10 @@ def stft_push(buf, fill, block, window, hop, out):
         Frame advance in samples.
     out : ndarray (max_frames, n_ch, frame // 2 + 1) complex64
         Receives the frames; must hold ``(fill + n - frame) // hop + 1`` of them.
+    seg : ndarray (n_ch, frame) float32
+        Work buffer for the windowed frame. (The FFT itself returns a new array per frame:
+        rocket-fft's numpy.fft has no ``out`` argument; it is allocated inside Numba, no
+        Python object.)
 
     Returns
     -------
@@ -43,7 +47,6 @@ def stft_push(buf, fill, block, window, hop, out):
     fill += n
     pos = 0
     k = 0
-    seg = np.empty((n_ch, frame), dtype=np.float32)
     while fill - pos >= frame:
         for c in range(n_ch):
             for t in range(frame):

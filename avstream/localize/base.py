@@ -49,7 +49,8 @@ class Localizer:
     n_sources : int
         Peaks reported per update.
     exclusion_deg : float
-        Two peaks closer than this are one source.
+        Two peaks closer than this are one source (for a planar array, measured between the
+        directions' projections on its plane: see kernels.peaks.pick_peaks).
     smoothing : float
         Exponential smoothing of the map between updates, 0 (none) to <1.
     speed_of_sound : float
@@ -72,7 +73,12 @@ class Localizer:
             raise ValueError(f"band {band} Hz holds no STFT bin at {sample_rate:g} Hz, frame {frame}")
         self.band_freqs = freqs[self.lo:self.hi]
         self.n_sources = int(n_sources)
-        self.cos_excl = float(np.cos(np.deg2rad(exclusion_deg)))
+        self.chord2 = float((2.0 * np.sin(np.deg2rad(exclusion_deg) / 2.0)) ** 2)
+        if array.planar:
+            normal = array.facing.reshape(3, 1)
+            self.projection = np.eye(3) - normal @ normal.T
+        else:
+            self.projection = np.eye(3)
         self.smoothing = float(smoothing)
         self.restrict = grid.half_space is not None
         self.half_space = grid.half_space if self.restrict else np.array([0.0, 0.0, 1.0])
@@ -82,6 +88,9 @@ class Localizer:
         self._have_smoothed = False
         self._peak_idx = np.zeros(max(self.n_sources, 1), dtype=np.int64)
         self._peak_out = np.zeros((len(self._peak_idx), 3))
+        self._work_idx = np.zeros(n, dtype=np.int64)
+        self._normal = np.zeros((6, 7))
+        self._u = np.zeros(3)
         # weighted sum of every update's map: the summary over the whole stream
         self.integrated = np.zeros(n, dtype=np.float64)
         self.integrated_weight = 0.0
@@ -141,9 +150,10 @@ class Localizer:
         if k > len(self._peak_idx):
             self._peak_idx = np.zeros(k, dtype=np.int64)
             self._peak_out = np.zeros((k, 3))
-        n = pick_peaks(values, self.grid.neighbors, self.grid.directions, self.cos_excl, self._peak_idx[:k])
+        n = pick_peaks(values, self.grid.neighbors, self.grid.directions, self.projection, self.chord2,
+                       self._peak_idx[:k], self._work_idx)
         n = refine_peaks(values, self.grid.neighbors, self.grid.directions, self._peak_idx, n, self._max_shift,
-                         self._peak_out)
+                         self._normal, self._u, self._peak_out)
         return [Peak(float(a), float(e), float(p)) for a, e, p in self._peak_out[:n]]
 
     def summary_peaks(self, k: int) -> list:

@@ -35,12 +35,13 @@ class SrpPhat(Localizer):
         self.lag_idx = np.ascontiguousarray(np.rint(self.center + self.steer @ self.grid.directions.T).astype(np.int16))
         n_band = self.hi - self.lo
         self.cross = np.zeros((n_groups, 2 * n_band), dtype=np.float32)
+        self._white = np.zeros((self.array.n_mics, n_band), dtype=np.complex64)
         self.gcc = np.zeros((n_groups, len(lags)), dtype=np.float32)
         self._weight = 0.0
 
     def _accumulate(self, frames, weights):
         accumulate_cross_spectra(frames, self.lo, self.hi, self.pair_i, self.pair_j, self.pair_group,
-                                 self.cross, weights)
+                                 self.cross, weights, self._white)
         self._weight += float(weights.sum())
 
     def _compute(self, out):

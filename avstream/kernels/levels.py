@@ -1,0 +1,30 @@
+"""Input checks in one pass: pick the microphone channels, replace NaN/Inf, measure the peak."""
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def select_and_scan(block, mic_channels, n, out):
+    """Copy ``block[mic_channels[m], :n]`` to ``out[m, :n]``, zeroing non-finite samples.
+
+    Returns
+    -------
+    n_nonfinite : int
+        Samples that were NaN or Inf.
+    peak : float
+        Largest absolute finite sample (0.0 for silence).
+    """
+    n_bad = 0
+    peak = 0.0
+    for m in range(mic_channels.shape[0]):
+        c = mic_channels[m]
+        for t in range(n):
+            v = block[c, t]
+            if not np.isfinite(v):
+                n_bad += 1
+                v = 0.0
+            out[m, t] = v
+            a = abs(v)
+            if a > peak:
+                peak = a
+    return n_bad, peak
