@@ -35,8 +35,9 @@ def _add_common(p, grid_default=None):
     p.add_argument("--array", help="array preset or YAML file with mic_positions "
                                    "(presets: respeaker_usb_4mic, respeaker_4mic_hat, respeaker_6mic, "
                                    "minidsp_uma8, minidsp_uma16, matrix_voice)")
-    p.add_argument("--grid", help="sphere:N (about N directions; the half-space faced by a planar array) or "
-                                  "fov:H,V:COLS,ROWS (azimuth/elevation rectangle centred on +x)")
+    p.add_argument("--grid", help="sphere:N (about N directions; the half-space faced by a planar array), "
+                                  "hemisphere:N (z >= 0) or fov:H,V:COLS,ROWS (azimuth/elevation rectangle "
+                                  "centred on +x)")
     p.add_argument("--sources", type=int, help="sources reported per update (default 3)")
     p.add_argument("--band", help="band LO,HI in Hz (default 300,6000)")
     p.add_argument("--frame", type=int, help="STFT frame in samples (default 512)")

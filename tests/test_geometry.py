@@ -60,10 +60,12 @@ def test_direction_convention_and_grids():
     assert g.n_dirs == 2562 and np.all(g.directions[:, 2] >= 0)
     g = parse_grid("sphere:500")  # no array: the whole sphere
     assert g.directions[:, 2].min() < -0.9
+    h = parse_grid("hemisphere:500")
+    assert h.n_dirs == 500 and h.directions[:, 2].min() >= 0 and h.directions[:, 2].max() > 0.99
     f = parse_grid("fov:90,70:64,48")
     assert f.shape == (48, 64)
     az, el = to_azel(f.directions.reshape(48, 64, 3))
     assert az[0, 0] == pytest.approx(45) and az[0, -1] == pytest.approx(-45)  # left is +y
     assert el[0, 0] == pytest.approx(35) and el[-1, 0] == pytest.approx(-35)  # top row first
-    with pytest.raises(ConfigError, match="expected sphere:N or fov"):
+    with pytest.raises(ConfigError, match="expected sphere:N, hemisphere:N or fov"):
         parse_grid("cube:6")

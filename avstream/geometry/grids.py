@@ -3,6 +3,9 @@
 ``sphere:N``
     About N near-uniform directions (a Fibonacci lattice) over the sphere, or over the
     half-space an array faces when it is planar.
+``hemisphere:N``
+    About N near-uniform directions over the upper half-space (z >= 0), or the half-space a
+    planar array faces.
 ``fov:H,V:COLS,ROWS``
     A COLS x ROWS azimuth/elevation rectangle spanning H x V degrees centred on +x, such as a
     camera's field of view. Rows run from the top (highest elevation) down, columns from
@@ -130,7 +133,7 @@ def fov_grid(h_deg: float, v_deg: float, cols: int, rows: int, spec: str | None 
                 _neighbors(dirs, 8), (rows, cols), float(spacing), None, definition)
 
 
-_SPHERE = re.compile(r"^sphere:(\d+)$")
+_SPHERE = re.compile(r"^(sphere|hemisphere):(\d+)$")
 _FOV = re.compile(r"^fov:([0-9.]+),([0-9.]+):(\d+),(\d+)$")
 
 
@@ -139,10 +142,12 @@ def parse_grid(spec: str, array=None) -> Grid:
     spec = spec.strip()
     m = _SPHERE.match(spec)
     if m:
-        n = int(m.group(1))
+        n = int(m.group(2))
         if not 8 <= n <= 200_000:
             raise ConfigError(f"grid '{spec}': N must be between 8 and 200000")
         half = array.facing if array is not None and array.planar else None
+        if m.group(1) == "hemisphere" and half is None:
+            half = np.array([0.0, 0.0, 1.0])
         return sphere_grid(n, half, spec)
     m = _FOV.match(spec)
     if m:
@@ -152,4 +157,5 @@ def parse_grid(spec: str, array=None) -> Grid:
         if not (2 <= cols <= 4096 and 2 <= rows <= 4096):
             raise ConfigError(f"grid '{spec}': COLS and ROWS must be between 2 and 4096")
         return fov_grid(h, v, cols, rows, spec)
-    raise ConfigError(f"grid '{spec}': expected sphere:N or fov:H,V:COLS,ROWS (e.g. fov:90,70:64,48)")
+    raise ConfigError(f"grid '{spec}': expected sphere:N, hemisphere:N or fov:H,V:COLS,ROWS "
+                      "(e.g. fov:90,70:64,48)")
