@@ -169,6 +169,19 @@ class Pipeline:
         return self.max_samples is not None and self.n_samples >= self.max_samples
 
     # --- runners -------------------------------------------------------------------------
+    def warm_up(self):
+        """Run every kernel once on noise, then reset: Numba compiles (or loads its cache)
+        here, before capture starts, not while the ring buffer fills up."""
+        rng = np.random.default_rng(0)
+        block = rng.standard_normal((self.array.n_channels, self.cfg.source.block)).astype(np.float32) * 0.01
+        select_and_scan(block, self._mic_idx, block.shape[1], self._mic_buf)
+        for _ in self.stft.push(self._mic_buf):
+            pass
+        self.stft.reset()
+        frames = (rng.standard_normal(self._frames.shape) + 1j * rng.standard_normal(self._frames.shape))
+        self.localizer.process(frames.astype(np.complex64), self._weights)
+        self.localizer.reset()
+
     def run_sync(self) -> dict:
         """Read the source to its end (or the duration) in this thread, as fast as possible."""
         for sink in self.sinks:
@@ -189,6 +202,7 @@ class Pipeline:
 
     def run(self) -> dict:
         """Capture on its own thread into the ring buffer; process here until done or stopped."""
+        self.warm_up()
         for sink in self.sinks:
             sink.open(self.meta())
         block = self.cfg.source.block

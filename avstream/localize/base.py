@@ -113,6 +113,15 @@ class Localizer:
         """Write the map of the accumulated frames into ``out`` and reset; False if nothing."""
         raise NotImplementedError
 
+    def reset(self):
+        """Forget everything processed so far (smoothing, onset history, summary)."""
+        self._have_smoothed = False
+        self._smoothed[:] = 0.0
+        self._energy_history[:] = 0.0
+        self.integrated[:] = 0.0
+        self.integrated_weight = 0.0
+        self.values[:] = 0.0
+
     # --- shared ------------------------------------------------------------------------
     def process(self, frames: np.ndarray, weights: np.ndarray, t=0.0, stamp=0.0, seq=0, flags=()):
         """Map one update's frames (n_frames, n_mics, n_freq) to a Heatmap.
