@@ -210,3 +210,19 @@ def test_warm_up_leaves_no_trace(scene_wav):
     assert len(a.maps) == len(b.maps)
     assert all(np.array_equal(x.values, y.values) for x, y in zip(a.maps, b.maps))
     assert a.summary["peaks"] == b.summary["peaks"]
+
+
+def test_flac_file_through_run_and_locate(scene_wav, tmp_path):
+    _, x = scene_wav
+    flac = tmp_path / "one.flac"
+    sf.write(flac, x.T, 16000, subtype="PCM_16")
+    p = run_cli("locate", flac, "--array", "respeaker_4mic_hat", "--sources", "1")
+    assert p.returncode == 0, p.stderr
+    assert az_error(jsonl(p.stdout)[-1]["summary"]["peaks"][0]["azimuth_deg"], -60.0) <= 5.0
+    out = tmp_path / "run.jsonl"
+    p = run_cli("run", "--source", "file", "--file", flac, "--fast", "--array", "respeaker_4mic_hat",
+                "--duration", "0", "--jsonl", out, "--no-status")
+    assert p.returncode == 0, p.stderr
+    lines = jsonl(out.read_text())
+    assert lines[-1]["summary"]["seconds"] == pytest.approx(2.0, abs=0.02)
+    assert az_error(lines[-1]["summary"]["peaks"][0]["azimuth_deg"], -60.0) <= 5.0
