@@ -150,8 +150,9 @@ def cmd_run(args) -> int:
         sinks.append(JsonlSink(cfg.output.jsonl))
     if cfg.output.npz:
         sinks.append(NpzSink(cfg.output.npz))
-    status = StatusLine() if cfg.output.status and sys.stderr.isatty() or (cfg.output.status and
-                                                                             os.environ.get("AVSTREAM_STATUS")) else None
+    # the status line rewrites itself with \r: only on a terminal, unless AVSTREAM_STATUS=1
+    show = cfg.output.status and (sys.stderr.isatty() or os.environ.get("AVSTREAM_STATUS") == "1")
+    status = StatusLine() if show else None
     pipe = Pipeline(cfg, sinks, status=status)
     if cfg.source.kind == "synthetic":
         scene = ", ".join(f"{s.kind} at az {s.azimuth_deg:+.0f} el {s.elevation_deg:+.0f}"
@@ -160,11 +161,7 @@ def cmd_run(args) -> int:
         print(f"avstream: synthetic scene on {pipe.array.name} ({pipe.array.n_mics} mics): {scene}",
               file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
-    try:
-        summary = pipe.run()
-    except KeyboardInterrupt:
-        pipe.stop()
-        summary = pipe.summary()
+    summary = pipe.run()  # Ctrl-C ends the run like the duration does: sinks get their summary
     peaks = ", ".join(f"az {p['azimuth_deg']:+.1f} el {p['elevation_deg']:+.1f} (power {p['power']:.2f})"
                       for p in summary["peaks"]) or "none"
     print(f"avstream: {summary['updates']} updates over {summary['seconds']:.1f} s; dominant sources: {peaks}; "

@@ -232,6 +232,8 @@ class Pipeline:
                 blk.seq = seq
                 seq += 1
                 self.process_block(blk)
+        except KeyboardInterrupt:
+            pass  # a stop like any other: fall through to the summary
         finally:
             self._stop.set()
             if capture is not None:

@@ -35,7 +35,7 @@ def test_locate_contract(scene_wav):
     assert p.returncode == 0, p.stderr
     lines = jsonl(p.stdout)
     updates, last = lines[:-1], lines[-1]
-    assert len(updates) == (2 * 16000 - 512) // 256 // 4 + 0 or len(updates) >= 29
+    assert len(updates) == ((2 * 16000 - 512) // 256 + 1) // 4  # 124 frames, 4 per update
     assert all(set(u) >= {"t", "peaks"} for u in updates)
     ts = [u["t"] for u in updates]
     assert ts == sorted(ts) and ts[1] - ts[0] == pytest.approx(4 * 256 / 16000)
@@ -226,3 +226,29 @@ def test_flac_file_through_run_and_locate(scene_wav, tmp_path):
     lines = jsonl(out.read_text())
     assert lines[-1]["summary"]["seconds"] == pytest.approx(2.0, abs=0.02)
     assert az_error(lines[-1]["summary"]["peaks"][0]["azimuth_deg"], -60.0) <= 5.0
+
+
+def test_ctrl_c_ends_a_live_run_cleanly(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import ROOT
+
+    out = tmp_path / "live.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "avstream", "run", "--duration", "0", "--jsonl", str(out),
+                             "--no-status"], cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    for _ in range(600):  # wait until updates flow (not a timing assertion: just polling)
+        if out.exists() and out.read_text().count("\n") >= 5:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    lines = jsonl(out.read_text())
+    assert "summary" in lines[-1] and lines[-1]["summary"]["updates"] == len(lines) - 1
