@@ -19,9 +19,12 @@ setup(
         "soundfile>=0.12",
         "PyYAML>=6.0",
         "pyaudio>=0.2.13",
+        "rosbags>=0.10",
+        "mcap>=1.1",
+        "pyzmq>=25",
     ],
     extras_require={
-        "test": ["pytest>=7", "pyroomacoustics>=0.7"],
+        "test": ["pytest>=7", "pyroomacoustics>=0.7", "mcap-ros2-support>=0.5"],
         "bench": ["pyroomacoustics>=0.7", "acoular>=24.3"],
     },
     data_files=[

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="seconds to run; 0 = until stopped (default 5)")
     run.add_argument("--jsonl", help="write one JSON object per update to this file ('-' = stdout)")
     run.add_argument("--npz", help="write all heatmaps to this .npz at the end")
+    run.add_argument("--record", metavar="PATH.mcap",
+                     help="record every ROS 2 topic to an MCAP file (ros2 bag play and Foxglove open it)")
     run.add_argument("--no-status", action="store_true", help="no live status line")
 
     loc = sub.add_parser("locate", help="locate sources in a recording, JSON Lines to stdout",
@@ -130,6 +132,8 @@ def _overrides(args, command) -> dict:
             o["output.jsonl"] = args.jsonl
         if args.npz:
             o["output.npz"] = args.npz
+        if args.record:
+            o["output.record"] = args.record
         if args.no_status:
             o["output.status"] = False
     for item in args.set:
@@ -150,6 +154,10 @@ def cmd_run(args) -> int:
         sinks.append(JsonlSink(cfg.output.jsonl))
     if cfg.output.npz:
         sinks.append(NpzSink(cfg.output.npz))
+    if cfg.output.record:
+        from .sinks.mcap_sink import McapSink
+
+        sinks.append(McapSink(cfg.output.record, cfg.ros.namespace, cfg.ros.frame_id, cfg.ros.distro))
     # the status line rewrites itself with \r: only on a terminal, unless AVSTREAM_STATUS=1
     show = cfg.output.status and (sys.stderr.isatty() or os.environ.get("AVSTREAM_STATUS") == "1")
     status = StatusLine() if show else None

@@ -124,13 +124,28 @@ class LocalizeConfig:
 
 
 @dataclass(frozen=True)
+class RosConfig:
+    """ROS 2 naming shared by every ROS transport (DDS, rclpy, MCAP recording)."""
+
+    namespace: str = "/avstream"  # topics: <namespace>/heatmap, /sources, /markers; plus /diagnostics
+    frame_id: str = "mic_array"  # the array frame in header.frame_id
+    distro: Literal["humble", "iron", "jazzy", "kilted"] = "jazzy"  # message definitions and type hashes
+
+    def validate(self, key):
+        _check(self.namespace == "" or self.namespace.startswith("/"), f"{key}.namespace",
+               "must start with '/' (or be empty)")
+        _check(bool(self.frame_id), f"{key}.frame_id", "must not be empty")
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     jsonl: Optional[str] = None  # path, or "-" for stdout
     npz: Optional[str] = None  # heatmaps, stamps and peaks, written at the end
+    record: Optional[str] = None  # MCAP file with every ROS 2 topic (ros2msg schemas, CDR messages)
     status: bool = True  # live status line on stderr
 
     def validate(self, key):
-        pass
+        _check(self.record is None or self.record.endswith(".mcap"), f"{key}.record", "must be a .mcap path")
 
 
 @dataclass(frozen=True)
@@ -141,6 +156,7 @@ class Config:
     stft: StftConfig = field(default_factory=StftConfig)
     localize: LocalizeConfig = field(default_factory=LocalizeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    ros: RosConfig = field(default_factory=RosConfig)
 
     def validate(self, key=""):
         _check(self.duration is None or self.duration > 0, "duration", "must be positive or null")
@@ -148,6 +164,7 @@ class Config:
         self.stft.validate("stft")
         self.localize.validate("localize")
         self.output.validate("output")
+        self.ros.validate("ros")
 
 
 class _Invalid(Exception):

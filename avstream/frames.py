@@ -76,6 +76,7 @@ class Heatmap:
     seq: int
     peaks: list
     flags: set = field(default_factory=set)
+    status: dict | None = None  # pipeline counters at this update (rate, drops, device)
 
     def to_dict(self) -> dict:
         out = {"t": round(self.t, 4), "peaks": [p.to_dict() for p in self.peaks]}

@@ -1,0 +1,63 @@
+"""Recording: every published topic into an MCAP file that ``ros2 bag play`` and Foxglove open.
+
+Transport only: the messages and their CDR bytes come from RosFormatter, the very bytes the
+DDS sink publishes. Schemas are ``ros2msg`` text, messages ``cdr``.
+"""
+from __future__ import annotations
+
+import time
+
+from .base import Sink
+from .ros_format import RosFormatter
+
+DIAGNOSTICS_PERIOD_S = 1.0
+
+
+class McapSink(Sink):
+    """Writes heatmap, sources, markers and diagnostics (1 Hz) to ``path``."""
+
+    def __init__(self, path, namespace="/avstream", frame_id="mic_array", distro="jazzy"):
+        self.path = str(path)
+        self.namespace, self.frame_id, self.distro = namespace, frame_id, distro
+        self._fh = None
+        self._writer = None
+        self._channels: dict = {}
+        self._last_diag = None
+        self.n_messages = 0
+
+    def open(self, meta):
+        from mcap.writer import Writer
+
+        self.fmt = RosFormatter(meta["grid_object"], self.namespace, self.frame_id, self.distro)
+        try:
+            self._fh = open(self.path, "wb")
+        except OSError as exc:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--record {self.path}: cannot write ({exc.strerror})") from None
+        self._writer = Writer(self._fh)
+        self._writer.start(profile="ros2", library="avstream")
+
+    def _channel(self, topic, typename):
+        if topic not in self._channels:
+            schema = self._writer.register_schema(name=typename, encoding="ros2msg",
+                                                  data=self.fmt.msgdef(typename).encode())
+            self._channels[topic] = self._writer.register_channel(topic=topic, message_encoding="cdr",
+                                                                  schema_id=schema)
+        return self._channels[topic]
+
+    def write(self, heatmap):
+        diag = self._last_diag is None or heatmap.stamp - self._last_diag >= DIAGNOSTICS_PERIOD_S
+        if diag:
+            self._last_diag = heatmap.stamp
+        now = time.time_ns()
+        for m in self.fmt.messages(heatmap, with_diagnostics=diag):
+            self._writer.add_message(channel_id=self._channel(m.topic, m.typename), log_time=m.stamp_ns,
+                                     publish_time=now, data=m.cdr, sequence=heatmap.seq)
+            self.n_messages += 1
+
+    def close(self, summary):
+        if self._writer is not None:
+            self._writer.finish()
+            self._fh.close()
+            self._writer = None

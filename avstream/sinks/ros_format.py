@@ -1,0 +1,235 @@
+"""ROS 2 messages for a heatmap update, as CDR bytes: the format every ROS transport shares.
+
+DDS, rclpy and MCAP all carry the same bytes: plain CDR (``00 01 00 00`` + little-endian body),
+produced by rosbags' type store for the chosen distro, so they equal what rmw_cyclonedds and
+``ros2 bag`` write. Topics (under the namespace, default ``/avstream``):
+
+- ``heatmap``: sensor_msgs/Image, 32FC1, one pixel per grid cell; rows are elevation from the
+  top, columns azimuth from the left (+y). A sphere grid is resampled to an equirectangular
+  image (azimuth +180..-180 across, elevation +90..-90 down), cells outside the searched
+  half-space 0.
+- ``sources``: geometry_msgs/PoseArray, one pose per source at unit distance along its
+  direction in the array frame, oriented along it (the pose's x axis points at the source).
+- ``markers``: visualization_msgs/MarkerArray, one arrow per source, length and colour by power.
+- ``/diagnostics``: diagnostic_msgs/DiagnosticArray.
+
+``header.stamp`` is the capture time of the first sample behind the update; ``frame_id`` the
+array frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ..geometry.grids import to_unit
+
+IMAGE = "sensor_msgs/msg/Image"
+POSE_ARRAY = "geometry_msgs/msg/PoseArray"
+MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
+DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
+
+DISTROS = ("humble", "iron", "jazzy", "kilted")
+
+
+def typestore(distro: str = "jazzy"):
+    from rosbags.typesys import Stores, get_typestore
+
+    if distro not in DISTROS:
+        raise ValueError(f"unknown ROS 2 distro '{distro}' (known: {', '.join(DISTROS)})")
+    return get_typestore(getattr(Stores, "ROS2_" + distro.upper()))
+
+
+@dataclass(frozen=True)
+class Message:
+    """One serialized message: where it goes, its type and its CDR bytes."""
+
+    topic: str
+    typename: str
+    cdr: bytes
+    stamp_ns: int
+
+
+def quaternion_x_to(u: np.ndarray) -> tuple:
+    """Quaternion (x, y, z, w) rotating +x onto unit vector u (shortest arc)."""
+    x = np.array([1.0, 0.0, 0.0])
+    c = float(np.dot(x, u))
+    if c < -1.0 + 1e-9:
+        return (0.0, 0.0, 1.0, 0.0)  # half turn about z
+    axis = np.cross(x, u)
+    w = 1.0 + c
+    q = np.array([axis[0], axis[1], axis[2], w])
+    q /= np.linalg.norm(q)
+    return tuple(float(v) for v in q)
+
+
+class RosFormatter:
+    """Turns heatmaps into ROS 2 messages (CDR) for one grid.
+
+    Parameters
+    ----------
+    grid : Grid
+    namespace : str
+        Topic namespace, e.g. "/avstream".
+    frame_id : str
+        The array frame.
+    distro : str
+        ROS 2 distro whose message definitions and type hashes are used.
+    sphere_resolution_deg : float
+        Pixel size of the equirectangular image a sphere grid is resampled to.
+    """
+
+    def __init__(self, grid, namespace="/avstream", frame_id="mic_array", distro="jazzy",
+                 sphere_resolution_deg=2.0):
+        self.ts = typestore(distro)
+        self.T = self.ts.types
+        self.frame_id = frame_id
+        ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+        self.topics = {"heatmap": f"{ns}/heatmap", "sources": f"{ns}/sources", "markers": f"{ns}/markers",
+                       "diagnostics": "/diagnostics"}
+        self.grid = grid
+        if len(grid.shape) == 2:
+            self.height, self.width = grid.shape
+            self._pixel_cell = None
+        else:
+            cols = int(round(360.0 / sphere_resolution_deg))
+            rows = int(round(180.0 / sphere_resolution_deg))
+            az = 180.0 - (np.arange(cols) + 0.5) * 360.0 / cols
+            el = 90.0 - (np.arange(rows) + 0.5) * 180.0 / rows
+            AZ, EL = np.meshgrid(az, el)
+            dirs = to_unit(AZ.ravel(), EL.ravel())
+            _, cell = cKDTree(grid.directions).query(dirs)
+            outside = np.zeros(len(dirs), bool)
+            if grid.half_space is not None:
+                outside = dirs @ grid.half_space < -1e-9
+            self._pixel_cell = cell.astype(np.int64)
+            self._outside = outside
+            self.height, self.width = rows, cols
+        self._image = np.zeros((self.height, self.width), dtype="<f4")
+
+    # --- individual messages -------------------------------------------------------------
+    def _header(self, stamp: float):
+        sec = int(np.floor(stamp))
+        nanosec = int(round((stamp - sec) * 1e9))
+        if nanosec >= 1_000_000_000:
+            sec, nanosec = sec + 1, nanosec - 1_000_000_000
+        return self.T["std_msgs/msg/Header"](stamp=self.T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
+                                             frame_id=self.frame_id)
+
+    def image_array(self, values: np.ndarray) -> np.ndarray:
+        """The heatmap as the (height, width) float32 image that is published."""
+        if self._pixel_cell is None:
+            self._image[:] = values.reshape(self.height, self.width)
+        else:
+            flat = self._image.reshape(-1)
+            flat[:] = values[self._pixel_cell]
+            flat[self._outside] = 0.0
+        return self._image
+
+    def image(self, heatmap, header):
+        img = self.image_array(heatmap.values)
+        return self.T[IMAGE](header=header, height=self.height, width=self.width, encoding="32FC1",
+                             is_bigendian=0, step=4 * self.width, data=img.reshape(-1).view(np.uint8))
+
+    def pose_array(self, heatmap, header):
+        T = self.T
+        poses = []
+        for p in heatmap.peaks:
+            u = to_unit(p.azimuth_deg, p.elevation_deg)
+            qx, qy, qz, qw = quaternion_x_to(u)
+            poses.append(T["geometry_msgs/msg/Pose"](
+                position=T["geometry_msgs/msg/Point"](x=float(u[0]), y=float(u[1]), z=float(u[2])),
+                orientation=T["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw)))
+        return T[POSE_ARRAY](header=header, poses=poses)
+
+    def marker_array(self, heatmap, header):
+        T = self.T
+        origin = T["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0)
+        # first a DELETEALL: sources come and go, and old arrows must not linger in RViz
+        markers = [self._marker(dict(
+            header=header, ns="avstream", id=0, type=0, action=3,
+            pose=T["geometry_msgs/msg/Pose"](position=origin, orientation=T["geometry_msgs/msg/Quaternion"](
+                x=0.0, y=0.0, z=0.0, w=1.0)),
+            scale=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+            color=T["std_msgs/msg/ColorRGBA"](r=0.0, g=0.0, b=0.0, a=0.0),
+            lifetime=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=0), frame_locked=False, points=[],
+            colors=[], text="", mesh_resource="", mesh_use_embedded_materials=False), header)]
+        for k, p in enumerate(heatmap.peaks):
+            u = to_unit(p.azimuth_deg, p.elevation_deg)
+            qx, qy, qz, qw = quaternion_x_to(u)
+            power = float(np.clip(p.power, 0.0, 1.0))
+            fields = dict(
+                header=header, ns="avstream", id=k + 1, type=0, action=0,
+                pose=T["geometry_msgs/msg/Pose"](
+                    position=origin, orientation=T["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw)),
+                scale=T["geometry_msgs/msg/Vector3"](x=0.2 + 0.8 * power, y=0.03, z=0.03),
+                color=T["std_msgs/msg/ColorRGBA"](r=power, g=0.2, b=1.0 - power, a=1.0),
+                lifetime=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=500_000_000),
+                frame_locked=False, points=[], colors=[], text="", mesh_resource="",
+                mesh_use_embedded_materials=False)
+            markers.append(self._marker(fields, header))
+        return T[MARKER_ARRAY](markers=markers)
+
+    def _marker(self, fields, header):
+        """A Marker with the distro's extra fields (Jazzy added texture and mesh_file) filled empty."""
+        T = self.T
+        names = [f[0] for f in self.ts.fielddefs["visualization_msgs/msg/Marker"][1]]
+        extra = {"texture_resource": "",
+                 "texture": lambda: T["sensor_msgs/msg/CompressedImage"](header=header, format="",
+                                                                         data=np.zeros(0, np.uint8)),
+                 "uv_coordinates": [],
+                 "mesh_file": lambda: T["visualization_msgs/msg/MeshFile"](filename="", data=np.zeros(0, np.uint8))}
+        for name in names:
+            if name not in fields and name in extra:
+                v = extra[name]
+                fields[name] = v() if callable(v) else v
+        return T["visualization_msgs/msg/Marker"](**{n: fields[n] for n in names})
+
+    def diagnostics(self, header, level: int, message: str, values: dict, hardware_id: str = ""):
+        T = self.T
+        status = T["diagnostic_msgs/msg/DiagnosticStatus"](
+            level=level, name="avstream: localization", message=message, hardware_id=hardware_id,
+            values=[T["diagnostic_msgs/msg/KeyValue"](key=str(k), value=str(v)) for k, v in values.items()])
+        return T[DIAGNOSTIC_ARRAY](header=header, status=[status])
+
+    # --- all at once ---------------------------------------------------------------------
+    def diagnostics_of(self, heatmap) -> dict:
+        """DiagnosticStatus fields from the pipeline's status on a heatmap: ERROR for unusable
+        input (NaN/Inf, silence), WARN for drops, overflows and clipping, else OK."""
+        st = heatmap.status or {}
+        flags = set(heatmap.flags)
+        level, message = 0, "ok"
+        if st.get("dropped_blocks") or st.get("overflows") or flags & {"clipped", "overrun"}:
+            level, message = 1, "audio lost or clipped"
+        if flags & {"nonfinite", "silent"}:
+            level, message = 2, "unusable audio: " + ", ".join(sorted(flags & {"nonfinite", "silent"}))
+        values = {k: v for k, v in st.items()}
+        values["sources"] = len(heatmap.peaks)
+        return {"level": level, "message": message, "values": values, "hardware_id": st.get("device", "")}
+
+    def messages(self, heatmap, with_diagnostics: bool = False) -> list:
+        """Every topic's message for one update, serialized (diagnostics when asked)."""
+        header = self._header(heatmap.stamp)
+        ns = int(round(heatmap.stamp * 1e9))
+        out = [
+            Message(self.topics["heatmap"], IMAGE, self.serialize(self.image(heatmap, header), IMAGE), ns),
+            Message(self.topics["sources"], POSE_ARRAY, self.serialize(self.pose_array(heatmap, header), POSE_ARRAY), ns),
+            Message(self.topics["markers"], MARKER_ARRAY,
+                    self.serialize(self.marker_array(heatmap, header), MARKER_ARRAY), ns),
+        ]
+        if with_diagnostics:
+            msg = self.diagnostics(header, **self.diagnostics_of(heatmap))
+            out.append(Message(self.topics["diagnostics"], DIAGNOSTIC_ARRAY, self.serialize(msg, DIAGNOSTIC_ARRAY), ns))
+        return out
+
+    def serialize(self, msg, typename) -> bytes:
+        return bytes(self.ts.serialize_cdr(msg, typename))
+
+    def msgdef(self, typename) -> str:
+        """The ros2msg schema text (with its dependencies) for MCAP and Foxglove."""
+        return self.ts.generate_msgdef(typename, ros_version=2)[0]
+
+    def type_hash(self, typename) -> str:
+        """RIHS01 hash (Iron and later; Humble has none)."""
+        return self.ts.hash_rihs01(typename)
