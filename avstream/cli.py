@@ -23,6 +23,7 @@ avstream: where sounds come from, live, from a microphone array.
   avstream run --source device --device ReSpeaker --array respeaker_usb_4mic --duration 0
   avstream locate rec.wav --array my_array.yaml --sources 2     JSON Lines to stdout
   avstream bench               avstream and its peers side by side
+  avstream echo tcp://127.0.0.1:5556     print what the ZeroMQ stream carries
   avstream devices             list PortAudio input devices
 
 Directions: azimuth = atan2(y, x) in degrees counter-clockwise from +x (x forward, y left,
@@ -69,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--record", metavar="PATH.mcap",
                      help="record every ROS 2 topic to an MCAP file (ros2 bag play and Foxglove open it)")
     run.add_argument("--no-status", action="store_true", help="no live status line")
+    run.add_argument("--zmq", metavar="ENDPOINT",
+                     help="ZeroMQ PUB endpoint for dashboards (default tcp://127.0.0.1:5556)")
+    run.add_argument("--no-zmq", action="store_true", help="no ZeroMQ stream")
+    run.add_argument("--zmq-secret-key", metavar="FILE", help="server CURVE certificate (.key_secret): encrypt")
+    run.add_argument("--zmq-clients", metavar="DIR", help="folder of allowed client public keys: authenticate")
 
     loc = sub.add_parser("locate", help="locate sources in a recording, JSON Lines to stdout",
                          description="Offline localization of an audio file. Writes one JSON object per update "
@@ -84,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workloads", default="W1,W2,W3", help="comma-separated subset of W1,W2,W3")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
     bench.add_argument("--no-peers", action="store_true", help="avstream only")
+
+    echo = sub.add_parser("echo", help="print what a ZeroMQ stream carries (rate, sources)",
+                          description="Subscribe to an avstream ZeroMQ stream and print one line per heatmap "
+                                      "(sequence, stamp, image size, sources), then the rate.")
+    echo.add_argument("endpoint", help="e.g. tcp://127.0.0.1:5556")
+    echo.add_argument("--count", type=int, default=0, help="stop after N messages (default: until Ctrl-C)")
+    echo.add_argument("--seconds", type=float, default=0, help="stop after S seconds")
+    echo.add_argument("--server-key", metavar="FILE", help="the server's public certificate (CURVE)")
+    echo.add_argument("--client-key", metavar="FILE", help="this client's certificate with secret key (CURVE)")
 
     sub.add_parser("devices", help="list audio input devices")
     return parser
@@ -136,6 +151,14 @@ def _overrides(args, command) -> dict:
             o["output.record"] = args.record
         if args.no_status:
             o["output.status"] = False
+        if args.zmq:
+            o["zmq.endpoint"] = args.zmq
+        if args.no_zmq:
+            o["zmq.endpoint"] = None
+        if args.zmq_secret_key:
+            o["zmq.curve_secret_key"] = args.zmq_secret_key
+        if args.zmq_clients:
+            o["zmq.curve_clients"] = args.zmq_clients
     for item in args.set:
         k, v = parse_override(item)
         o[k] = v
@@ -161,6 +184,13 @@ def cmd_run(args) -> int:
     # the status line rewrites itself with \r: only on a terminal, unless AVSTREAM_STATUS=1
     show = cfg.output.status and (sys.stderr.isatty() or os.environ.get("AVSTREAM_STATUS") == "1")
     status = StatusLine() if show else None
+    if cfg.zmq.endpoint:
+        from .sinks.zmq_sink import ZmqSink
+
+        sinks.append(ZmqSink(cfg.zmq.endpoint, cfg.zmq.hwm, cfg.zmq.curve_secret_key, cfg.zmq.curve_clients,
+                             cfg.ros.frame_id))
+        print(f"avstream: ZeroMQ stream on {cfg.zmq.endpoint} (check it: avstream echo {cfg.zmq.endpoint})",
+              file=sys.stderr)
     pipe = Pipeline(cfg, sinks, status=status)
     if cfg.source.kind == "synthetic":
         scene = ", ".join(f"{s.kind} at az {s.azimuth_deg:+.0f} el {s.elevation_deg:+.0f}"
@@ -205,6 +235,47 @@ def cmd_bench(args) -> int:
     return bench_main(args.workloads.split(","), quick=args.quick, peers=not args.no_peers)
 
 
+def cmd_echo(args) -> int:
+    import time
+
+    import zmq
+
+    from .sinks.zmq_sink import decode, subscribe
+
+    sock = subscribe(args.endpoint, args.server_key, args.client_key)
+    start = time.monotonic()
+    first = None
+    n = 0
+    try:
+        while True:
+            left = None if not args.seconds else args.seconds - (time.monotonic() - start)
+            if left is not None and left <= 0:
+                break
+            if not sock.poll(500 if left is None else max(1, int(min(left, 0.5) * 1000))):
+                continue
+            header, image = decode(sock.recv_multipart())
+            n += 1
+            first = first or time.monotonic()
+            src = ", ".join(f"az {p['azimuth_deg']:+.1f} el {p['elevation_deg']:+.1f} ({p['power']:.2f})"
+                            for p in header["sources"]) or "none"
+            flags = f" flags {','.join(header['flags'])}" if header["flags"] else ""
+            print(f"seq {header['seq']:6d}  stamp {header['stamp']:.3f}  {image.shape[0]}x{image.shape[1]}  "
+                  f"max {float(image.max()):.3f}  sources: {src}{flags}", flush=True)
+            if args.count and n >= args.count:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close(linger=0)
+    if n == 0:
+        print(f"avstream: no messages from {args.endpoint}", file=sys.stderr)
+        return 1
+    span = time.monotonic() - first
+    rate = (n - 1) / span if n > 1 and span > 0 else 0.0
+    print(f"avstream: {n} messages, {rate:.1f}/s", file=sys.stderr)
+    return 0
+
+
 def cmd_devices(args) -> int:
     from .capture.device import list_devices
 
@@ -222,7 +293,8 @@ def main(argv=None) -> int:
     if args.command is None:
         args = parser.parse_args(["run"] + list(argv or []))
     try:
-        return {"run": cmd_run, "locate": cmd_locate, "bench": cmd_bench, "devices": cmd_devices}[args.command](args)
+        return {"run": cmd_run, "locate": cmd_locate, "bench": cmd_bench, "echo": cmd_echo,
+                "devices": cmd_devices}[args.command](args)
     except AvstreamError as exc:
         print(f"avstream: error: {exc}", file=sys.stderr)
         return 2

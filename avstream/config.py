@@ -138,6 +138,19 @@ class RosConfig:
 
 
 @dataclass(frozen=True)
+class ZmqConfig:
+    """The ZeroMQ stream for dashboards (see avstream/sinks/zmq_sink.py for the wire format)."""
+
+    endpoint: Optional[str] = "tcp://127.0.0.1:5556"  # PUB binds here; null turns the stream off
+    hwm: int = 2  # send high-water mark: a slow subscriber loses messages, the pipeline never waits
+    curve_secret_key: Optional[str] = None  # server certificate (.key_secret): CURVE encryption
+    curve_clients: Optional[str] = None  # folder of allowed client public keys: authentication
+
+    def validate(self, key):
+        _check(1 <= self.hwm <= 100000, f"{key}.hwm", "must be within 1..100000")
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     jsonl: Optional[str] = None  # path, or "-" for stdout
     npz: Optional[str] = None  # heatmaps, stamps and peaks, written at the end
@@ -157,6 +170,7 @@ class Config:
     localize: LocalizeConfig = field(default_factory=LocalizeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     ros: RosConfig = field(default_factory=RosConfig)
+    zmq: ZmqConfig = field(default_factory=ZmqConfig)
 
     def validate(self, key=""):
         _check(self.duration is None or self.duration > 0, "duration", "must be positive or null")
@@ -165,6 +179,7 @@ class Config:
         self.localize.validate("localize")
         self.output.validate("output")
         self.ros.validate("ros")
+        self.zmq.validate("zmq")
 
 
 class _Invalid(Exception):

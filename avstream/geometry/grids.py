@@ -159,3 +159,47 @@ def parse_grid(spec: str, array=None) -> Grid:
         return fov_grid(h, v, cols, rows, spec)
     raise ConfigError(f"grid '{spec}': expected sphere:N, hemisphere:N or fov:H,V:COLS,ROWS "
                       "(e.g. fov:90,70:64,48)")
+
+
+class ImageLayout:
+    """How a heatmap becomes an image: rows are elevation from the top, columns azimuth from
+    the left (+y). A fov grid is its own image; a sphere grid is resampled (nearest cell) to an
+    equirectangular image, azimuth +180..-180 across and elevation +90..-90 down, with cells
+    outside the searched half-space set to 0.
+
+    ``definition`` lets a client turn pixel (row, col) into a direction:
+    ``azimuth = linspace(*azimuth_deg, cols)[col]``, ``elevation = linspace(*elevation_deg, rows)[row]``.
+    """
+
+    def __init__(self, grid: Grid, sphere_resolution_deg: float = 2.0):
+        if len(grid.shape) == 2:
+            self.rows, self.cols = grid.shape
+            d = grid.definition
+            self.definition = {"type": "fov", "rows": self.rows, "cols": self.cols,
+                               "azimuth_deg": list(d["azimuth_deg"]), "elevation_deg": list(d["elevation_deg"])}
+            self._cell = None
+        else:
+            self.cols = int(round(360.0 / sphere_resolution_deg))
+            self.rows = int(round(180.0 / sphere_resolution_deg))
+            az = 180.0 - (np.arange(self.cols) + 0.5) * 360.0 / self.cols
+            el = 90.0 - (np.arange(self.rows) + 0.5) * 180.0 / self.rows
+            AZ, EL = np.meshgrid(az, el)
+            dirs = to_unit(AZ.ravel(), EL.ravel())
+            _, cell = cKDTree(grid.directions).query(dirs)
+            self._cell = cell.astype(np.int64)
+            self._outside = (dirs @ grid.half_space < -1e-9) if grid.half_space is not None else None
+            self.definition = {"type": "equirectangular", "rows": self.rows, "cols": self.cols,
+                               "azimuth_deg": [float(az[0]), float(az[-1])],
+                               "elevation_deg": [float(el[0]), float(el[-1])], "source_grid": grid.definition}
+        self._image = np.zeros((self.rows, self.cols), dtype="<f4")
+
+    def image(self, values: np.ndarray) -> np.ndarray:
+        """The (rows, cols) float32 image of a map; a buffer reused between calls."""
+        if self._cell is None:
+            self._image[:] = values.reshape(self.rows, self.cols)
+        else:
+            flat = self._image.reshape(-1)
+            flat[:] = values[self._cell]
+            if self._outside is not None:
+                flat[self._outside] = 0.0
+        return self._image

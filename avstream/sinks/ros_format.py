@@ -4,10 +4,8 @@ DDS, rclpy and MCAP all carry the same bytes: plain CDR (``00 01 00 00`` + littl
 produced by rosbags' type store for the chosen distro, so they equal what rmw_cyclonedds and
 ``ros2 bag`` write. Topics (under the namespace, default ``/avstream``):
 
-- ``heatmap``: sensor_msgs/Image, 32FC1, one pixel per grid cell; rows are elevation from the
-  top, columns azimuth from the left (+y). A sphere grid is resampled to an equirectangular
-  image (azimuth +180..-180 across, elevation +90..-90 down), cells outside the searched
-  half-space 0.
+- ``heatmap``: sensor_msgs/Image, 32FC1, laid out by geometry.grids.ImageLayout: one pixel
+  per cell of a fov grid; a sphere grid resampled to an equirectangular image.
 - ``sources``: geometry_msgs/PoseArray, one pose per source at unit distance along its
   direction in the array frame, oriented along it (the pose's x axis points at the source).
 - ``markers``: visualization_msgs/MarkerArray, one arrow per source, length and colour by power.
@@ -21,9 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
-
-from ..geometry.grids import to_unit
+from ..geometry.grids import ImageLayout, to_unit
 
 IMAGE = "sensor_msgs/msg/Image"
 POSE_ARRAY = "geometry_msgs/msg/PoseArray"
@@ -88,25 +84,8 @@ class RosFormatter:
         ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
         self.topics = {"heatmap": f"{ns}/heatmap", "sources": f"{ns}/sources", "markers": f"{ns}/markers",
                        "diagnostics": "/diagnostics"}
-        self.grid = grid
-        if len(grid.shape) == 2:
-            self.height, self.width = grid.shape
-            self._pixel_cell = None
-        else:
-            cols = int(round(360.0 / sphere_resolution_deg))
-            rows = int(round(180.0 / sphere_resolution_deg))
-            az = 180.0 - (np.arange(cols) + 0.5) * 360.0 / cols
-            el = 90.0 - (np.arange(rows) + 0.5) * 180.0 / rows
-            AZ, EL = np.meshgrid(az, el)
-            dirs = to_unit(AZ.ravel(), EL.ravel())
-            _, cell = cKDTree(grid.directions).query(dirs)
-            outside = np.zeros(len(dirs), bool)
-            if grid.half_space is not None:
-                outside = dirs @ grid.half_space < -1e-9
-            self._pixel_cell = cell.astype(np.int64)
-            self._outside = outside
-            self.height, self.width = rows, cols
-        self._image = np.zeros((self.height, self.width), dtype="<f4")
+        self.layout = ImageLayout(grid, sphere_resolution_deg)
+        self.height, self.width = self.layout.rows, self.layout.cols
 
     # --- individual messages -------------------------------------------------------------
     def _header(self, stamp: float):
@@ -119,13 +98,7 @@ class RosFormatter:
 
     def image_array(self, values: np.ndarray) -> np.ndarray:
         """The heatmap as the (height, width) float32 image that is published."""
-        if self._pixel_cell is None:
-            self._image[:] = values.reshape(self.height, self.width)
-        else:
-            flat = self._image.reshape(-1)
-            flat[:] = values[self._pixel_cell]
-            flat[self._outside] = 0.0
-        return self._image
+        return self.layout.image(values)
 
     def image(self, heatmap, header):
         img = self.image_array(heatmap.values)

@@ -1,0 +1,157 @@
+"""ZeroMQ stream for live dashboards: a PUB socket that binds, multipart messages.
+
+Wire format (one message per update)::
+
+    frame 0  topic    b"avstream/heatmap\\0"   (NUL-terminated: no topic is a prefix of another)
+    frame 1  header   JSON, UTF-8
+    frame 2  payload  the heatmap image, raw little-endian float32, rows x cols, C order
+
+The header holds ``stamp`` (capture time of the first sample, UNIX seconds), ``t`` (seconds from
+the stream start), ``seq``, ``frame_id``, ``dtype`` ("<f4"), ``shape`` ([rows, cols]), ``grid``
+(geometry.grids.ImageLayout.definition: pixel -> direction), ``sources`` (azimuth_deg,
+elevation_deg, power) and ``flags``. Send high-water marks are small, so a slow or dead
+subscriber loses messages instead of slowing the pipeline (PUB never blocks).
+
+Optional CURVE encryption: the server's secret key file (from ``zmq.auth.create_certificates``)
+and, for client authentication, a folder of allowed client public key files.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..geometry.grids import ImageLayout
+from .base import Sink
+
+TOPIC_HEATMAP = b"avstream/heatmap\0"
+
+
+def load_key_file(path, secret: bool, option: str):
+    """(public, secret) keys from a zmq certificate file, refusing what cannot be used."""
+    import zmq.auth
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{option} {p}: key file not found")
+    try:
+        public, secret_key = zmq.auth.load_certificate(str(p))
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{option} {p}: not a ZeroMQ CURVE certificate ({exc})") from None
+    if public is None or len(public) != 40 or (secret and (secret_key is None or len(secret_key) != 40)):
+        raise ConfigError(f"{option} {p}: " + ("no secret key in it (give the .key_secret file)" if secret
+                                                else "malformed public key"))
+    return public, secret_key
+
+
+class ZmqSink(Sink):
+    """Publishes every heatmap on a bound PUB socket.
+
+    Parameters
+    ----------
+    endpoint : str
+        e.g. "tcp://127.0.0.1:5556" (loopback by default), "ipc:///tmp/avstream".
+    hwm : int
+        Send high-water mark in messages.
+    curve_secret_key : str or None
+        Server certificate with its secret key: enables CURVE encryption.
+    curve_clients : str or None
+        Folder of allowed client public keys: enables client authentication (needs the above).
+    frame_id : str
+    """
+
+    def __init__(self, endpoint="tcp://127.0.0.1:5556", hwm=2, curve_secret_key=None, curve_clients=None,
+                 frame_id="mic_array"):
+        import zmq
+
+        self.endpoint, self.frame_id = endpoint, frame_id
+        self._auth = None
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.PUB)
+        self.sock.setsockopt(zmq.SNDHWM, hwm)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        try:
+            if curve_secret_key:
+                public, secret = load_key_file(curve_secret_key, True, "--zmq-secret-key")
+                if curve_clients:
+                    folder = Path(curve_clients)
+                    if not folder.is_dir() or not any(folder.glob("*.key")):
+                        raise ConfigError(f"--zmq-clients {folder}: no client public key files (*.key) there")
+                    from zmq.auth.thread import ThreadAuthenticator
+
+                    self._auth = ThreadAuthenticator(self.ctx)
+                    self._auth.start()
+                    self._auth.configure_curve(domain="*", location=str(folder))
+                self.sock.curve_secretkey = secret
+                self.sock.curve_publickey = public
+                self.sock.curve_server = True
+            elif curve_clients:
+                raise ConfigError("--zmq-clients needs --zmq-secret-key (client authentication runs over CURVE)")
+            self.sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            self.close_socket()
+            raise ConfigError(f"--zmq {endpoint}: cannot bind ({exc})") from None
+        except ConfigError:
+            self.close_socket()
+            raise
+        self.sent = 0
+
+    def open(self, meta):
+        self.layout = ImageLayout(meta["grid_object"])
+
+    def write(self, heatmap):
+        import zmq
+
+        img = self.layout.image(heatmap.values)
+        header = {"stamp": heatmap.stamp, "t": heatmap.t, "seq": heatmap.seq, "frame_id": self.frame_id,
+                  "dtype": "<f4", "shape": [self.layout.rows, self.layout.cols], "grid": self.layout.definition,
+                  "sources": [p.to_dict() for p in heatmap.peaks], "flags": sorted(heatmap.flags)}
+        try:
+            self.sock.send_multipart([TOPIC_HEATMAP, json.dumps(header).encode(), img.tobytes()], flags=zmq.NOBLOCK)
+            self.sent += 1
+        except zmq.Again:  # no peer can take it now: drop, never wait
+            pass
+
+    def close(self, summary):
+        self.close_socket()
+
+    def close_socket(self):
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        self.sock.close(linger=0)
+        self.ctx.term()
+
+
+def subscribe(endpoint, server_key=None, client_key=None, hwm=4):
+    """A SUB socket on the heatmap topic (CURVE when the server's public key is given)."""
+    import zmq
+
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.RCVHWM, hwm)
+    sock.setsockopt(zmq.LINGER, 0)
+    if server_key:
+        server_public, _ = load_key_file(server_key, False, "--server-key")
+        if client_key:
+            public, secret = load_key_file(client_key, True, "--client-key")
+        else:
+            public, secret = zmq.curve_keypair()
+        sock.curve_serverkey = server_public
+        sock.curve_publickey = public
+        sock.curve_secretkey = secret
+    try:
+        sock.connect(endpoint)
+    except zmq.ZMQError as exc:
+        raise ConfigError(f"{endpoint}: cannot connect ({exc})") from None
+    sock.setsockopt(zmq.SUBSCRIBE, TOPIC_HEATMAP)
+    return sock
+
+
+def decode(frames):
+    """(header dict, image ndarray) from a received multipart heatmap message."""
+    import numpy as np
+
+    header = json.loads(frames[1])
+    image = np.frombuffer(frames[2], dtype=header["dtype"]).reshape(header["shape"])
+    return header, image
