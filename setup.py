@@ -22,6 +22,7 @@ setup(
         "rosbags>=0.10",
         "mcap>=1.1",
         "pyzmq>=25",
+        "cyclonedds>=0.10.5",
     ],
     extras_require={
         "test": ["pytest>=7", "pyroomacoustics>=0.7", "mcap-ros2-support>=0.5"],

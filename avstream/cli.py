@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--record", metavar="PATH.mcap",
                      help="record every ROS 2 topic to an MCAP file (ros2 bag play and Foxglove open it)")
     run.add_argument("--no-status", action="store_true", help="no live status line")
+    run.add_argument("--no-ros", action="store_true",
+                     help="do not publish ROS 2 topics (default: on DDS, domain ROS_DOMAIN_ID)")
     run.add_argument("--zmq", metavar="ENDPOINT",
                      help="ZeroMQ PUB endpoint for dashboards (default tcp://127.0.0.1:5556)")
     run.add_argument("--no-zmq", action="store_true", help="no ZeroMQ stream")
@@ -151,6 +153,8 @@ def _overrides(args, command) -> dict:
             o["output.record"] = args.record
         if args.no_status:
             o["output.status"] = False
+        if args.no_ros:
+            o["ros.publish"] = False
         if args.zmq:
             o["zmq.endpoint"] = args.zmq
         if args.no_zmq:
@@ -191,6 +195,13 @@ def cmd_run(args) -> int:
                              cfg.ros.frame_id))
         print(f"avstream: ZeroMQ stream on {cfg.zmq.endpoint} (check it: avstream echo {cfg.zmq.endpoint})",
               file=sys.stderr)
+    if cfg.ros.publish:
+        from .sinks.dds_sink import DdsSink, domain_id
+
+        sinks.append(DdsSink(cfg.ros.namespace, cfg.ros.frame_id, cfg.ros.distro,
+                             reliable=cfg.ros.reliability == "reliable", depth=cfg.ros.depth))
+        print(f"avstream: ROS 2 topics {cfg.ros.namespace}/heatmap, /sources, /markers, /diagnostics on DDS "
+              f"domain {domain_id()} ({cfg.ros.distro} types)", file=sys.stderr)
     pipe = Pipeline(cfg, sinks, status=status)
     if cfg.source.kind == "synthetic":
         scene = ", ".join(f"{s.kind} at az {s.azimuth_deg:+.0f} el {s.elevation_deg:+.0f}"

@@ -130,11 +130,15 @@ class RosConfig:
     namespace: str = "/avstream"  # topics: <namespace>/heatmap, /sources, /markers; plus /diagnostics
     frame_id: str = "mic_array"  # the array frame in header.frame_id
     distro: Literal["humble", "iron", "jazzy", "kilted"] = "jazzy"  # message definitions and type hashes
+    publish: bool = True  # publish the topics live (rclpy when importable, else native DDS)
+    reliability: Literal["reliable", "best_effort"] = "reliable"  # reliable: RViz and echo both match
+    depth: int = 5  # KEEP_LAST history depth
 
     def validate(self, key):
         _check(self.namespace == "" or self.namespace.startswith("/"), f"{key}.namespace",
                "must start with '/' (or be empty)")
         _check(bool(self.frame_id), f"{key}.frame_id", "must not be empty")
+        _check(1 <= self.depth <= 1000, f"{key}.depth", "must be within 1..1000")
 
 
 @dataclass(frozen=True)

@@ -88,11 +88,8 @@ class RosFormatter:
         self.height, self.width = self.layout.rows, self.layout.cols
 
     # --- individual messages -------------------------------------------------------------
-    def _header(self, stamp: float):
-        sec = int(np.floor(stamp))
-        nanosec = int(round((stamp - sec) * 1e9))
-        if nanosec >= 1_000_000_000:
-            sec, nanosec = sec + 1, nanosec - 1_000_000_000
+    def _header(self, stamp_ns: int):
+        sec, nanosec = divmod(stamp_ns, 1_000_000_000)
         return self.T["std_msgs/msg/Header"](stamp=self.T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
                                              frame_id=self.frame_id)
 
@@ -183,8 +180,8 @@ class RosFormatter:
 
     def messages(self, heatmap, with_diagnostics: bool = False) -> list:
         """Every topic's message for one update, serialized (diagnostics when asked)."""
-        header = self._header(heatmap.stamp)
-        ns = int(round(heatmap.stamp * 1e9))
+        ns = int(round(heatmap.stamp * 1e9))  # once: header and recording time must agree to the ns
+        header = self._header(ns)
         out = [
             Message(self.topics["heatmap"], IMAGE, self.serialize(self.image(heatmap, header), IMAGE), ns),
             Message(self.topics["sources"], POSE_ARRAY, self.serialize(self.pose_array(heatmap, header), POSE_ARRAY), ns),
@@ -195,6 +192,11 @@ class RosFormatter:
             msg = self.diagnostics(header, **self.diagnostics_of(heatmap))
             out.append(Message(self.topics["diagnostics"], DIAGNOSTIC_ARRAY, self.serialize(msg, DIAGNOSTIC_ARRAY), ns))
         return out
+
+    def topic_types(self) -> dict:
+        """ROS topic name -> message type, for every topic this formatter produces."""
+        return {self.topics["heatmap"]: IMAGE, self.topics["sources"]: POSE_ARRAY,
+                self.topics["markers"]: MARKER_ARRAY, self.topics["diagnostics"]: DIAGNOSTIC_ARRAY}
 
     def serialize(self, msg, typename) -> bytes:
         return bytes(self.ts.serialize_cdr(msg, typename))
