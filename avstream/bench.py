@@ -7,6 +7,7 @@ W2  UMA-16, sphere:2562 (half-space), hop 128, one update per hop (125/s), 4 sou
     CPU share of one core in real time. The peers here cannot run at 125 updates/s; the
     row for ODAS quotes its published figure (8.7 %, docs/ANCHORS.md) and is not measured.
 W3  ReSpeaker 4-mic, sphere:2562 (half-space), frame 512, hop 256, 4 frames per update.
+P   Publishing: cost per heatmap for ROS 2 on DDS, ZeroMQ and MCAP at 64x48 and 640x480.
 
 Scenes are pyroomacoustics rooms (RT60 0.3 s, SNR 20 dB). avstream's time per update covers
 STFT, localization and peaks (a null sink), on one core. pyroomacoustics is timed on
@@ -172,10 +173,11 @@ def bench_acoular(w, x, truth, grid, max_updates):
 
 def main(names, quick=False, peers=True):
     rows = []
-    for name in names:
-        name = name.strip().upper()
+    names = [n.strip().upper() for n in names]
+    publish = "P" in names
+    for name in [n for n in names if n != "P"]:
         if name not in WORKLOADS:
-            raise SystemExit(f"unknown workload {name} (W1, W2, W3)")
+            raise SystemExit(f"unknown workload {name} (W1, W2, W3, P)")
         w = WORKLOADS[name]
         arr = load_array(w["array"])
         grid = parse_grid(w["grid"], arr)
@@ -200,7 +202,11 @@ def main(names, quick=False, peers=True):
                     rows.append((name, label + " (not installed)", None, None, 0, updates_per_s, None))
                     continue
                 rows.append((name, label, t, e, n, updates_per_s, t / t_av))
-    print(_table(rows))
+    if rows:
+        print(_table(rows))
+    if publish:
+        print("\nPublishing cost per heatmap (serialise + send, no subscriber):\n")
+        print(_publish_table(bench_publish(quick)))
     return 0
 
 
@@ -215,4 +221,83 @@ def _table(rows):
         err = "-" if e is None else f"{e:.1f}"
         lines.append(f"| {name} | {system} | {t * 1e3:.3f} | {1 / t:,.0f} | {100 * t * need:.1f}% | {err} | "
                      + ("-" if ratio is None else f"{ratio:,.0f}x") + " |")
+    return "\n".join(lines)
+
+
+# --- publishing cost ------------------------------------------------------------------------
+
+def bench_publish(quick=False):
+    """Cost of serialising and sending one heatmap per transport, at 64x48 and 640x480.
+
+    No subscriber is connected (the cost a node pays whatever the listeners do). The reference
+    row is cyclonedds' ordinary DataWriter.write of the same Image (per-element Python
+    serialisation of the uint8 sequence), which avstream's DDS path replaces.
+    """
+    import tempfile
+
+    from .frames import Heatmap, Peak
+    from .geometry.grids import fov_grid
+    from .sinks.dds_sink import DdsSink
+    from .sinks.mcap_sink import McapSink
+    from .sinks.zmq_sink import ZmqSink
+
+    rows = []
+    n = 20 if quick else 100
+    tmp = tempfile.mkdtemp(prefix="avstream-bench-")
+    for cols, rws in [(64, 48), (640, 480)]:
+        grid = fov_grid(90.0, 70.0, cols, rws)
+        meta = {"grid_object": grid}
+        rng = np.random.default_rng(0)
+        maps = [Heatmap(rng.random(grid.n_dirs, dtype=np.float32), 0.0, 1.7e9 + k / 15.0, k,
+                        [Peak(10.0, 5.0, 0.8), Peak(-40.0, 12.0, 0.4)], set()) for k in range(n)]
+        for m in maps:
+            m.status = {"updates": m.seq, "dropped_blocks": 0, "overflows": 0}
+        sinks = [("ROS 2 / DDS (avstream: rosbags CDR + raw write)", lambda: DdsSink()),
+                 ("ZeroMQ PUB", lambda: ZmqSink(f"ipc://{tmp}/bench.sock")),
+                 ("MCAP file", lambda: McapSink(f"{tmp}/bench.mcap"))]
+        for label, make in sinks:
+            sink = make()
+            sink.open(meta)
+            sink.write(maps[0])
+            t0 = time.perf_counter()
+            for m in maps:
+                sink.write(m)
+            dt = (time.perf_counter() - t0) / n
+            sink.close({})
+            rows.append((f"{cols}x{rws}", label, dt))
+        rows.append((f"{cols}x{rws}", "cyclonedds DataWriter.write (reference)", _plain_cyclonedds_write(maps, max(3, n // 10))))
+    return rows
+
+
+def _plain_cyclonedds_write(maps, n):
+    """One Image through cyclonedds' own serializer (every byte a Python int in a list)."""
+    from cyclonedds.domain import DomainParticipant
+    from cyclonedds.pub import DataWriter
+    from cyclonedds.topic import Topic
+
+    from .sinks.dds_sink import domain_id
+    from .sinks.dds_types import IdlTypes
+    from .sinks.ros_format import IMAGE, typestore
+
+    ts = typestore("jazzy")
+    Img = IdlTypes(ts)[IMAGE]
+    Header = IdlTypes(ts)["std_msgs/msg/Header"]
+    Time = IdlTypes(ts)["builtin_interfaces/msg/Time"]
+    dp = DomainParticipant(domain_id())
+    w = DataWriter(dp, Topic(dp, "rt/avstream_bench/plain", Img))
+    h, wd = 48 if maps[0].values.size == 3072 else 480, 64 if maps[0].values.size == 3072 else 640
+    t0 = time.perf_counter()
+    for m in maps[:n]:
+        data = list(m.values.astype("<f4").view(np.uint8))
+        w.write(Img(header=Header(stamp=Time(sec=1, nanosec=0), frame_id="mic_array"), height=h, width=wd,
+                    encoding="32FC1", is_bigendian=0, step=4 * wd, data=data))
+    return (time.perf_counter() - t0) / n
+
+
+def _publish_table(rows):
+    ref = {size: t for size, label, t in rows if "reference" in label}
+    lines = ["| image | transport | ms per heatmap | vs cyclonedds DataWriter.write |", "|---|---|---:|---:|"]
+    for size, label, t in rows:
+        ratio = "-" if "reference" in label else f"{ref[size] / t:,.0f}x faster"
+        lines.append(f"| {size} | {label} | {t * 1e3:.3f} | {ratio} |")
     return "\n".join(lines)

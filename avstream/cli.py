@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Times avstream and, when installed, pyroomacoustics and acoular on the "
                                        "same scenes in one run; prints ms per update, updates/s, angular error "
                                        "and avstream's speed-up over each peer.")
-    bench.add_argument("--workloads", default="W1,W2,W3", help="comma-separated subset of W1,W2,W3")
+    bench.add_argument("--workloads", default="W1,W2,W3,P",
+                       help="comma-separated subset of W1,W2,W3 (localization) and P (publishing cost)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
     bench.add_argument("--no-peers", action="store_true", help="avstream only")
 
