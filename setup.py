@@ -25,7 +25,7 @@ setup(
         "cyclonedds>=0.10.5",
     ],
     extras_require={
-        "test": ["pytest>=7", "pyroomacoustics>=0.7", "mcap-ros2-support>=0.5"],
+        "test": ["pytest>=7", "pyroomacoustics>=0.7", "mcap-ros2-support>=0.5", "wheel"],
         "bench": ["pyroomacoustics>=0.7", "acoular>=24.3"],
     },
     data_files=[
@@ -33,7 +33,8 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.py")),
         ("share/" + package_name + "/calibration", glob("calibration/*.yaml")),
+        ("share/" + package_name + "/config", glob("config/*.yaml")),
     ],
-    entry_points={"console_scripts": ["avstream = avstream.cli:main"]},
+    entry_points={"console_scripts": ["avstream = avstream.cli:main", "avstream_node = avstream.ros_node:main"]},
     zip_safe=False,
 )

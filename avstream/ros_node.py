@@ -1,0 +1,105 @@
+"""``avstream_node`` (``ros2 run avstream avstream_node``): the pipeline as a ROS 2 node.
+
+With rclpy importable, ROS parameters are declared from the configuration schema: one per
+configuration key, dotted as in the YAML (``localize.grid``, ``ros.namespace``, ...), with the
+same defaults, so a params file and the launch file drive it. Without rclpy it runs the same
+pipeline publishing on native DDS (``avstream run`` with the arguments given).
+"""
+from __future__ import annotations
+
+import sys
+import typing
+
+from .config import Config, load_config, to_dict
+
+# keys that are not scalars or are structured lists: configured through a YAML file instead
+_NOT_PARAMETERS = {"source.scene.sources"}
+# ROS parameters cannot be null and have a fixed type: for an optional key, this value of its
+# type stands for null ("not set")
+_UNSET = {str: "", float: 0.0, int: 0}
+
+
+def _optional_type(key: str):
+    """The non-null type of an Optional configuration key, or None for a required one."""
+    cls = Config
+    for part in key.split("."):
+        hint = typing.get_type_hints(cls)[part]
+        cls = hint
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Union and type(None) in args:
+        inner = [a for a in args if a is not type(None)][0]
+        return inner if inner in _UNSET else None
+    return None
+
+
+def parameter_defaults() -> dict:
+    """Dotted configuration key -> default value, for every key a ROS parameter can hold."""
+    out = {}
+
+    def walk(prefix, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        elif prefix not in _NOT_PARAMETERS:
+            out[prefix] = list(value) if isinstance(value, tuple) else value
+
+    walk("", to_dict(Config()))
+    for k, v in out.items():
+        if v is None:
+            out[k] = _UNSET[_optional_type(k)]
+    return out
+
+
+def overrides_from_parameters(values: dict) -> dict:
+    """Parameter values -> configuration overrides; an optional key's "unset" value is null."""
+    o = {}
+    for key, value in values.items():
+        inner = _optional_type(key)
+        o[key] = None if inner is not None and value == _UNSET[inner] else value
+    return o
+
+
+def main(argv=None) -> int:
+    try:
+        import rclpy  # noqa: F401
+    except ImportError:
+        from .cli import main as cli_main
+
+        print("avstream_node: rclpy not found, publishing on native DDS", file=sys.stderr)
+        return cli_main(["run", "--duration", "0", *(argv if argv is not None else sys.argv[1:])])
+    return _run_rclpy(argv)
+
+
+def _run_rclpy(argv) -> int:  # pragma: no cover - needs a ROS 2 installation
+    import threading
+
+    import rclpy
+
+    from .pipeline import Pipeline
+    from .sinks.rclpy_sink import RclpySink
+    from .sinks.zmq_sink import ZmqSink
+
+    rclpy.init(args=argv)
+    node = rclpy.create_node("avstream")
+    for key, default in parameter_defaults().items():
+        node.declare_parameter(key, default)
+    values = {k: node.get_parameter(k).value for k in parameter_defaults()}
+    cfg = load_config(None, overrides_from_parameters(values))
+    sinks = [RclpySink(node, cfg.ros.namespace, cfg.ros.frame_id, cfg.ros.distro,
+                       cfg.ros.reliability == "reliable", cfg.ros.depth)]
+    if cfg.zmq.endpoint:
+        sinks.append(ZmqSink(cfg.zmq.endpoint, cfg.zmq.hwm, cfg.zmq.curve_secret_key, cfg.zmq.curve_clients,
+                             cfg.ros.frame_id))
+    pipe = Pipeline(cfg, sinks)
+    spin = threading.Thread(target=rclpy.spin, args=(node,), daemon=True)
+    spin.start()
+    try:
+        pipe.run()
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""ROS 2 topics through rclpy, when it is importable (a ROS 2 machine).
+
+Thin on purpose: the messages are RosFormatter's CDR bytes, handed to rclpy's
+``Publisher.publish(bytes)`` (serialized publish), so both ROS backends send identical bytes.
+rclpy cannot be installed on the development machines (not on PyPI, no ROS 2 for Debian 12):
+this path is not exercised by the test suite.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .base import Sink
+from .ros_format import RosFormatter
+
+DIAGNOSTICS_PERIOD_S = 1.0
+
+
+def _msg_class(typename):
+    pkg, kind, name = typename.split("/")
+    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+
+
+class RclpySink(Sink):
+    def __init__(self, node, namespace="/avstream", frame_id="mic_array", distro="jazzy", reliable=True, depth=5):
+        self.node, self.namespace, self.frame_id, self.distro = node, namespace, frame_id, distro
+        self.reliable, self.depth = reliable, depth
+        self._pubs: dict = {}
+        self._last_diag = None
+
+    def open(self, meta):
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        self.fmt = RosFormatter(meta["grid_object"], self.namespace, self.frame_id, self.distro)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.depth, durability=DurabilityPolicy.VOLATILE,
+                         reliability=ReliabilityPolicy.RELIABLE if self.reliable else ReliabilityPolicy.BEST_EFFORT)
+        for topic, typename in self.fmt.topic_types().items():
+            self._pubs[topic] = self.node.create_publisher(_msg_class(typename), topic, qos)
+
+    def write(self, heatmap):
+        diag = self._last_diag is None or heatmap.stamp - self._last_diag >= DIAGNOSTICS_PERIOD_S
+        if diag:
+            self._last_diag = heatmap.stamp
+        for m in self.fmt.messages(heatmap, with_diagnostics=diag):
+            self._pubs[m.topic].publish(m.cdr)
+
+    def close(self, summary):
+        for p in self._pubs.values():
+            self.node.destroy_publisher(p)
+        self._pubs.clear()

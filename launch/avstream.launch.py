@@ -1,0 +1,40 @@
+"""Launch avstream as a ROS 2 node: ros2 launch avstream avstream.launch.py array:=respeaker_usb_4mic
+
+Every argument maps to the configuration key of the same meaning (see avstream/config.py);
+config/avstream.params.yaml holds the rest, and a params_file argument can replace it.
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+# (argument, configuration key, default, description)
+ARGUMENTS = [
+    ("array", "array", "minidsp_uma16",
+     "Microphone array: a preset (respeaker_usb_4mic, respeaker_4mic_hat, respeaker_6mic, minidsp_uma8, "
+     "minidsp_uma16, matrix_voice) or the path of an array YAML file"),
+    ("source", "source.kind", "synthetic", "Audio source: synthetic (demo scene), file or device"),
+    ("device", "source.device", "", "Input device index or name substring (source:=device); empty = default"),
+    ("file", "source.path", "", "Audio file (source:=file)"),
+    ("grid", "localize.grid", "sphere:2562",
+     "Direction grid: sphere:N, hemisphere:N or fov:H,V:COLS,ROWS (a camera's field of view)"),
+    ("sources", "localize.sources", "3", "Sources reported per update"),
+    ("namespace", "ros.namespace", "/avstream", "Topic namespace (heatmap, sources, markers)"),
+    ("frame_id", "ros.frame_id", "mic_array", "Array frame in header.frame_id"),
+    ("zmq_endpoint", "zmq.endpoint", "tcp://127.0.0.1:5556", "ZeroMQ PUB endpoint for dashboards; empty = off"),
+    ("record", "output.record", "", "MCAP file recording every topic; empty = off"),
+]
+
+
+def generate_launch_description():
+    params_file = LaunchConfiguration("params_file")
+    declared = [DeclareLaunchArgument(
+        "params_file",
+        default_value=PathJoinSubstitution([FindPackageShare("avstream"), "config", "avstream.params.yaml"]),
+        description="ROS parameters file (keys as in avstream's configuration)")]
+    declared += [DeclareLaunchArgument(name, default_value=default, description=text)
+                 for name, _, default, text in ARGUMENTS]
+    node = Node(package="avstream", executable="avstream_node", name="avstream", output="screen",
+                parameters=[params_file, {key: LaunchConfiguration(name) for name, key, _, _ in ARGUMENTS}])
+    return LaunchDescription(declared + [node])
