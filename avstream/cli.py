@@ -200,7 +200,7 @@ def cmd_run(args) -> int:
         from .sinks.dds_sink import DdsSink, domain_id
 
         sinks.append(DdsSink(cfg.ros.namespace, cfg.ros.frame_id, cfg.ros.distro,
-                             reliable=cfg.ros.reliability == "reliable", depth=cfg.ros.depth))
+                             qos=cfg.ros.qos))
         print(f"avstream: ROS 2 topics {cfg.ros.namespace}/heatmap, /sources, /markers, /diagnostics on DDS "
               f"domain {domain_id()} ({cfg.ros.distro} types)", file=sys.stderr)
     pipe = Pipeline(cfg, sinks, status=status)

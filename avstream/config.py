@@ -124,6 +124,29 @@ class LocalizeConfig:
 
 
 @dataclass(frozen=True)
+class TopicQos:
+    """QoS of one topic. Reliable (default) matches reliable subscribers (RViz) and best-effort ones."""
+
+    reliability: Literal["reliable", "best_effort"] = "reliable"
+    depth: int = 5  # KEEP_LAST history depth
+
+    def validate(self, key):
+        _check(1 <= self.depth <= 1000, f"{key}.depth", "must be within 1..1000")
+
+
+@dataclass(frozen=True)
+class QosConfig:
+    heatmap: TopicQos = field(default_factory=TopicQos)
+    sources: TopicQos = field(default_factory=TopicQos)
+    markers: TopicQos = field(default_factory=TopicQos)
+    diagnostics: TopicQos = field(default_factory=TopicQos)
+
+    def validate(self, key):
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate(f"{key}.{f.name}")
+
+
+@dataclass(frozen=True)
 class RosConfig:
     """ROS 2 naming shared by every ROS transport (DDS, rclpy, MCAP recording)."""
 
@@ -131,14 +154,13 @@ class RosConfig:
     frame_id: str = "mic_array"  # the array frame in header.frame_id
     distro: Literal["humble", "iron", "jazzy", "kilted"] = "jazzy"  # message definitions and type hashes
     publish: bool = True  # publish the topics live (rclpy when importable, else native DDS)
-    reliability: Literal["reliable", "best_effort"] = "reliable"  # reliable: RViz and echo both match
-    depth: int = 5  # KEEP_LAST history depth
+    qos: QosConfig = field(default_factory=QosConfig)  # per topic: ros.qos.heatmap.reliability, ...
 
     def validate(self, key):
         _check(self.namespace == "" or self.namespace.startswith("/"), f"{key}.namespace",
                "must start with '/' (or be empty)")
         _check(bool(self.frame_id), f"{key}.frame_id", "must not be empty")
-        _check(1 <= self.depth <= 1000, f"{key}.depth", "must be within 1..1000")
+        self.qos.validate(f"{key}.qos")
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def _run_rclpy(argv) -> int:  # pragma: no cover - needs a ROS 2 installation
     values = {k: node.get_parameter(k).value for k in parameter_defaults()}
     cfg = load_config(None, overrides_from_parameters(values))
     sinks = [RclpySink(node, cfg.ros.namespace, cfg.ros.frame_id, cfg.ros.distro,
-                       cfg.ros.reliability == "reliable", cfg.ros.depth)]
+                       qos=cfg.ros.qos)]
     if cfg.zmq.endpoint:
         sinks.append(ZmqSink(cfg.zmq.endpoint, cfg.zmq.hwm, cfg.zmq.curve_secret_key, cfg.zmq.curve_clients,
                              cfg.ros.frame_id))

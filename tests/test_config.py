@@ -40,6 +40,8 @@ def test_yaml_then_overrides(tmp_path):
     ("source: {scene: {sources: [{azimuth_deg: 10, elevation_deg: 120}]}}\n",
      "key 'source.scene.sources[0].elevation_deg'"),
     ("- just\n- a list\n", "top level must be a mapping"),
+    ("ros: {qos: {heatmap: {depth: 0}}}\n", "key 'ros.qos.heatmap.depth'"),
+    ("ros: {qos: {heatmap: {reliability: sometimes}}}\n", "key 'ros.qos.heatmap.reliability'"),
 ])
 def test_bad_values_name_key_and_file(tmp_path, text, needle):
     p = write(tmp_path, text)

@@ -133,7 +133,8 @@ def test_writers_advertise_ros_names_and_type_hash(distro):
     from avstream.geometry.grids import parse_grid
     from avstream.sinks.dds_sink import DdsSink
 
-    sink = DdsSink(distro=distro)
+    cfg = load_config(None, {"ros.qos.heatmap.reliability": "best_effort", "ros.qos.heatmap.depth": 1})
+    sink = DdsSink(distro=distro, qos=cfg.ros.qos)
     sink.open({"grid_object": parse_grid("fov:90,70:64,48")})
     try:
         assert set(sink._writers) == set(TOPICS)
@@ -147,7 +148,11 @@ def test_writers_advertise_ros_names_and_type_hash(distro):
                 assert ud is None
             else:
                 assert ud.data == f"typehash={sink.fmt.type_hash(typename)};".encode()
-            assert qos[Policy.History] == Policy.History.KeepLast(5)
-            assert isinstance(qos[Policy.Reliability], Policy.Reliability.Reliable)
+            if topic == "/avstream/heatmap":  # configured per topic
+                assert qos[Policy.History] == Policy.History.KeepLast(1)
+                assert qos[Policy.Reliability] == Policy.Reliability.BestEffort
+            else:  # the default: reliable, keep-last 5
+                assert qos[Policy.History] == Policy.History.KeepLast(5)
+                assert isinstance(qos[Policy.Reliability], Policy.Reliability.Reliable)
     finally:
         sink.close({})

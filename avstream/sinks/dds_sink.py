@@ -35,18 +35,17 @@ class DdsSink(Sink):
     Parameters
     ----------
     namespace, frame_id, distro : str
-    reliable : bool
-        RELIABLE (default: RViz and best-effort subscribers both match) or BEST_EFFORT.
-    depth : int
-        KEEP_LAST history depth.
+    qos : QosConfig or None
+        Per-topic reliability and depth; default RELIABLE, KEEP_LAST 5 (RViz and best-effort
+        subscribers both match).
     """
 
-    def __init__(self, namespace="/avstream", frame_id="mic_array", distro="jazzy", reliable=True, depth=5):
+    def __init__(self, namespace="/avstream", frame_id="mic_array", distro="jazzy", qos=None):
         from cyclonedds.core import DDSException, Policy, Qos
         from cyclonedds.domain import DomainParticipant
 
         self.namespace, self.frame_id, self.distro = namespace, frame_id, distro
-        self.reliable, self.depth = reliable, depth
+        self.qos = qos
         self.domain = domain_id()
         try:
             self.participant = DomainParticipant(self.domain, qos=Qos(Policy.Userdata(data=b"enclave=/;")))
@@ -59,24 +58,24 @@ class DdsSink(Sink):
     def open(self, meta):
         self.fmt = RosFormatter(meta["grid_object"], self.namespace, self.frame_id, self.distro)
         self.idl = IdlTypes(self.fmt.ts)
-        for topic, typename in self.fmt.topic_types().items():  # discovery starts before the first update
-            self._writer(topic, typename)
+        for kind, (topic, typename) in self.fmt.topic_types().items():  # discovery before the first update
+            self._writers[topic] = self._make_writer(kind, topic, typename)
 
-    def _writer(self, topic, typename):
-        if topic not in self._writers:
-            from cyclonedds.core import Policy, Qos
-            from cyclonedds.pub import DataWriter
-            from cyclonedds.topic import Topic
-            from cyclonedds.util import duration
+    def _make_writer(self, kind, topic, typename):
+        from cyclonedds.core import Policy, Qos
+        from cyclonedds.pub import DataWriter
+        from cyclonedds.topic import Topic
+        from cyclonedds.util import duration
 
-            policies = [Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100)) if self.reliable
-                        else Policy.Reliability.BestEffort, Policy.History.KeepLast(self.depth),
-                        Policy.Durability.Volatile]
-            if self.distro != "humble":  # Humble has no type hashes
-                policies.append(Policy.Userdata(data=f"typehash={self.fmt.type_hash(typename)};".encode()))
-            tp = Topic(self.participant, "rt" + topic, self.idl[typename])
-            self._writers[topic] = DataWriter(self.participant, tp, qos=Qos(*policies))
-        return self._writers[topic]
+        q = getattr(self.qos, kind) if self.qos is not None else None
+        reliable = q is None or q.reliability == "reliable"
+        policies = [Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100)) if reliable
+                    else Policy.Reliability.BestEffort, Policy.History.KeepLast(q.depth if q else 5),
+                    Policy.Durability.Volatile]
+        if self.distro != "humble":  # Humble has no type hashes
+            policies.append(Policy.Userdata(data=f"typehash={self.fmt.type_hash(typename)};".encode()))
+        tp = Topic(self.participant, "rt" + topic, self.idl[typename])
+        return DataWriter(self.participant, tp, qos=Qos(*policies))
 
     def write(self, heatmap):
         from cyclonedds._clayer import ddspy_write_ts
@@ -86,7 +85,7 @@ class DdsSink(Sink):
             self._last_diag = heatmap.stamp
         for m in self.fmt.messages(heatmap, with_diagnostics=diag):
             buf = m.cdr + b"\0" * (-len(m.cdr) % 4)
-            ret = ddspy_write_ts(self._writer(m.topic, m.typename)._ref, buf, max(m.stamp_ns, 0))
+            ret = ddspy_write_ts(self._writers[m.topic]._ref, buf, max(m.stamp_ns, 0))
             if ret >= 0:
                 self.sent += 1
 

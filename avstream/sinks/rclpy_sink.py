@@ -21,9 +21,9 @@ def _msg_class(typename):
 
 
 class RclpySink(Sink):
-    def __init__(self, node, namespace="/avstream", frame_id="mic_array", distro="jazzy", reliable=True, depth=5):
+    def __init__(self, node, namespace="/avstream", frame_id="mic_array", distro="jazzy", qos=None):
         self.node, self.namespace, self.frame_id, self.distro = node, namespace, frame_id, distro
-        self.reliable, self.depth = reliable, depth
+        self.qos = qos
         self._pubs: dict = {}
         self._last_diag = None
 
@@ -31,10 +31,13 @@ class RclpySink(Sink):
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
         self.fmt = RosFormatter(meta["grid_object"], self.namespace, self.frame_id, self.distro)
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.depth, durability=DurabilityPolicy.VOLATILE,
-                         reliability=ReliabilityPolicy.RELIABLE if self.reliable else ReliabilityPolicy.BEST_EFFORT)
-        for topic, typename in self.fmt.topic_types().items():
-            self._pubs[topic] = self.node.create_publisher(_msg_class(typename), topic, qos)
+        for kind, (topic, typename) in self.fmt.topic_types().items():
+            q = getattr(self.qos, kind) if self.qos is not None else None
+            profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=q.depth if q else 5,
+                                 durability=DurabilityPolicy.VOLATILE,
+                                 reliability=ReliabilityPolicy.BEST_EFFORT if q and q.reliability == "best_effort"
+                                 else ReliabilityPolicy.RELIABLE)
+            self._pubs[topic] = self.node.create_publisher(_msg_class(typename), topic, profile)
 
     def write(self, heatmap):
         diag = self._last_diag is None or heatmap.stamp - self._last_diag >= DIAGNOSTICS_PERIOD_S

@@ -194,9 +194,9 @@ class RosFormatter:
         return out
 
     def topic_types(self) -> dict:
-        """ROS topic name -> message type, for every topic this formatter produces."""
-        return {self.topics["heatmap"]: IMAGE, self.topics["sources"]: POSE_ARRAY,
-                self.topics["markers"]: MARKER_ARRAY, self.topics["diagnostics"]: DIAGNOSTIC_ARRAY}
+        """kind ("heatmap", ...) -> (ROS topic name, message type), for every topic produced."""
+        types_ = {"heatmap": IMAGE, "sources": POSE_ARRAY, "markers": MARKER_ARRAY, "diagnostics": DIAGNOSTIC_ARRAY}
+        return {kind: (self.topics[kind], t) for kind, t in types_.items()}
 
     def serialize(self, msg, typename) -> bytes:
         return bytes(self.ts.serialize_cdr(msg, typename))
