@@ -160,7 +160,8 @@ class Pipeline:
         self.n_updates += 1
         hm.status = {"updates": self.n_updates, "dropped_blocks": self.dropped, "overflows": self.overflows,
                      "latency_s": round(max(0.0, time.time() - stamp), 4) if stamp > 1e9 else 0.0,
-                     "device": getattr(self.source, "device_name", type(self.source).__name__)}
+                     "device": getattr(self.source, "device_name", type(self.source).__name__),
+                     "device_state": getattr(self.source, "state", "running")}
         self.last_peaks = hm.peaks
         for sink in self.sinks:
             sink.write(hm)

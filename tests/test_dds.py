@@ -101,6 +101,7 @@ def test_dds_reader_in_another_process(tmp_path):
     diag = ts.deserialize_cdr(got["/diagnostics"][-1], "diagnostic_msgs/msg/DiagnosticArray")
     keys = {kv.key: kv.value for kv in diag.status[0].values}
     assert diag.status[0].level == 0 and keys["dropped_blocks"] == "0" and int(keys["updates"]) > 0
+    assert keys["device"] == "SyntheticScene" and keys["device_state"] == "running" and "latency_s" in keys
 
     # cyclonedds' own decoder (the generated mirror types) agrees with rosbags
     from avstream.sinks.dds_types import IdlTypes
