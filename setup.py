@@ -23,6 +23,7 @@ setup(
         "mcap>=1.1",
         "pyzmq>=25",
         "cyclonedds>=0.10.5",
+        "opencv-python-headless>=4.8",
     ],
     extras_require={
         "test": ["pytest>=7", "pyroomacoustics>=0.7", "mcap-ros2-support>=0.5", "wheel"],

@@ -17,7 +17,8 @@ from avstream.ros_node import overrides_from_parameters, parameter_defaults
 # pip requirement -> the rosdep key that provides it
 ROSDEP = {"numpy": "python3-numpy", "scipy": "python3-scipy", "numba": "python3-numba", "rocket-fft": None,
           "soundfile": "python3-soundfile", "PyYAML": "python3-yaml", "pyaudio": "python3-pyaudio",
-          "rosbags": None, "mcap": None, "pyzmq": "python3-zmq", "cyclonedds": None}
+          "rosbags": None, "mcap": None, "pyzmq": "python3-zmq", "cyclonedds": None,
+          "opencv-python-headless": "python3-opencv"}
 
 
 def test_package_xml():
