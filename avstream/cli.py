@@ -103,6 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     echo.add_argument("--server-key", metavar="FILE", help="the server's public certificate (CURVE)")
     echo.add_argument("--client-key", metavar="FILE", help="this client's certificate with secret key (CURVE)")
 
+    cal = sub.add_parser("calibrate", help="calibration tools (extrinsics)")
+    calsub = cal.add_subparsers(dest="what", metavar="WHAT")
+    ext = calsub.add_parser("extrinsics", help="array-to-camera rotation from direction/pixel pairs",
+                            description="Solve the rotation from the array frame to the camera optical frame from "
+                                        "pairs of a sound direction and the pixel where its source was seen "
+                                        "(CSV columns exactly azimuth_deg,elevation_deg,u,v), rejecting outliers; "
+                                        "writes the extrinsics YAML with the residual.")
+    ext.add_argument("--pairs", required=True, help="CSV: azimuth_deg,elevation_deg,u,v")
+    ext.add_argument("--camera", required=True, help="camera intrinsics (ROS camera_calibration YAML)")
+    ext.add_argument("--out", required=True, help="extrinsics YAML to write")
+    ext.add_argument("--threshold-deg", type=float, default=3.0, help="inlier threshold (default 3 degrees)")
+
     sub.add_parser("devices", help="list audio input devices")
     return parser
 
@@ -288,6 +300,20 @@ def cmd_echo(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    if args.what != "extrinsics":
+        raise AvstreamError("calibrate: say what to calibrate: extrinsics")
+    from .calibrate.extrinsics import calibrate_extrinsics
+    from .geometry.camera import load_camera, save_extrinsics
+
+    ext, fit = calibrate_extrinsics(args.pairs, load_camera(args.camera), args.threshold_deg)
+    save_extrinsics(ext, args.out, fit.residual_deg)
+    print(f"avstream: rotation from {int(fit.inliers.sum())} of {len(fit.inliers)} pairs "
+          f"({int((~fit.inliers).sum())} rejected as outliers), residual {fit.residual_deg:.2f} deg RMS; "
+          f"written to {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_devices(args) -> int:
     from .capture.device import list_devices
 
@@ -305,7 +331,7 @@ def main(argv=None) -> int:
     if args.command is None:
         args = parser.parse_args(["run"] + list(argv or []))
     try:
-        return {"run": cmd_run, "locate": cmd_locate, "bench": cmd_bench, "echo": cmd_echo,
+        return {"run": cmd_run, "locate": cmd_locate, "bench": cmd_bench, "echo": cmd_echo, "calibrate": cmd_calibrate,
                 "devices": cmd_devices}[args.command](args)
     except AvstreamError as exc:
         print(f"avstream: error: {exc}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Calibration: array-to-camera extrinsics (camera intrinsics and channel checks to follow)."""
