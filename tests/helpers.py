@@ -82,3 +82,16 @@ def finite_json(obj) -> bool:
     if isinstance(obj, list):
         return all(finite_json(v) for v in obj)
     return True
+
+
+def assert_file_refused(tmp_path, name, text, loader, needle):
+    """Write ``text`` to a file, load it, and expect a ConfigError naming the file and ``needle``."""
+    import pytest
+
+    from avstream.errors import ConfigError
+
+    p = tmp_path / name
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=needle) as exc:
+        loader(str(p))
+    assert str(p) in str(exc.value)

@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from helpers import assert_file_refused
+
 from avstream.errors import ConfigError
 from avstream.geometry.arrays import baseline_groups, load_array, preset_names
 from avstream.geometry.grids import parse_grid, to_azel, to_unit
@@ -38,11 +40,7 @@ def test_yaml_array(tmp_path):
     ("mic_positions: [[0, 0, 0], [0.1, 0, 0]\n", "malformed YAML"),
 ])
 def test_bad_array_yaml(tmp_path, text, needle):
-    p = tmp_path / "bad.yaml"
-    p.write_text(text)
-    with pytest.raises(ConfigError, match=needle) as exc:
-        load_array(str(p))
-    assert str(p) in str(exc.value)
+    assert_file_refused(tmp_path, "bad.yaml", text, load_array, needle)
 
 
 def test_baseline_groups_uma16_and_sign():
