@@ -265,11 +265,12 @@ def bench_publish(quick=False):
             dt = (time.perf_counter() - t0) / n
             sink.close({})
             rows.append((f"{cols}x{rws}", label, dt))
-        rows.append((f"{cols}x{rws}", "cyclonedds DataWriter.write (reference)", _plain_cyclonedds_write(maps, max(3, n // 10))))
+        rows.append((f"{cols}x{rws}", "cyclonedds DataWriter.write (reference)",
+                     _plain_cyclonedds_write(maps, rws, cols, max(3, n // 10))))
     return rows
 
 
-def _plain_cyclonedds_write(maps, n):
+def _plain_cyclonedds_write(maps, h, wd, n):
     """One Image through cyclonedds' own serializer (every byte a Python int in a list)."""
     from cyclonedds.domain import DomainParticipant
     from cyclonedds.pub import DataWriter
@@ -285,7 +286,6 @@ def _plain_cyclonedds_write(maps, n):
     Time = IdlTypes(ts)["builtin_interfaces/msg/Time"]
     dp = DomainParticipant(domain_id())
     w = DataWriter(dp, Topic(dp, "rt/avstream_bench/plain", Img))
-    h, wd = 48 if maps[0].values.size == 3072 else 480, 64 if maps[0].values.size == 3072 else 640
     t0 = time.perf_counter()
     for m in maps[:n]:
         data = list(m.values.astype("<f4").view(np.uint8))

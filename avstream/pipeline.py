@@ -248,7 +248,7 @@ class Pipeline:
     def _capture_loop(self, clock):
         """Thin runner for pull sources: read, pace to real time if asked, write, never wait."""
         src, ring = self.source, self.ring
-        paced = getattr(src, "realtime", False) or isinstance(src, SyntheticScene)
+        paced = getattr(src, "realtime", False)
         index = 0
         start = time.monotonic()
         try:

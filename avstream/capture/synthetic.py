@@ -70,7 +70,7 @@ class SyntheticScene:
     speed_of_sound : float
     """
 
-    realtime = False
+    realtime = True  # a live scene: the threaded runner paces it (run_sync reads it as fast as it can)
 
     def __init__(self, array, scene, block=256, speed_of_sound=343.0):
         self.array, self.scene, self.block = array, scene, block

@@ -15,7 +15,6 @@ from .base import Sink
 from .dds_types import IdlTypes
 from .ros_format import RosFormatter
 
-DIAGNOSTICS_PERIOD_S = 1.0
 
 
 def domain_id() -> int:
@@ -52,7 +51,6 @@ class DdsSink(Sink):
         except DDSException as exc:
             raise ConfigError(f"DDS domain {self.domain}: cannot create a participant ({exc})") from None
         self._writers: dict = {}
-        self._last_diag = None
         self.sent = 0
 
     def open(self, meta):
@@ -80,10 +78,7 @@ class DdsSink(Sink):
     def write(self, heatmap):
         from cyclonedds._clayer import ddspy_write_ts
 
-        diag = self._last_diag is None or heatmap.stamp - self._last_diag >= DIAGNOSTICS_PERIOD_S
-        if diag:
-            self._last_diag = heatmap.stamp
-        for m in self.fmt.messages(heatmap, with_diagnostics=diag):
+        for m in self.fmt.messages(heatmap):
             buf = m.cdr + b"\0" * (-len(m.cdr) % 4)
             ret = ddspy_write_ts(self._writers[m.topic]._ref, buf, max(m.stamp_ns, 0))
             if ret >= 0:

@@ -10,7 +10,6 @@ import time
 from .base import Sink
 from .ros_format import RosFormatter
 
-DIAGNOSTICS_PERIOD_S = 1.0
 
 
 class McapSink(Sink):
@@ -22,7 +21,6 @@ class McapSink(Sink):
         self._fh = None
         self._writer = None
         self._channels: dict = {}
-        self._last_diag = None
         self.n_messages = 0
 
     def open(self, meta):
@@ -47,11 +45,8 @@ class McapSink(Sink):
         return self._channels[topic]
 
     def write(self, heatmap):
-        diag = self._last_diag is None or heatmap.stamp - self._last_diag >= DIAGNOSTICS_PERIOD_S
-        if diag:
-            self._last_diag = heatmap.stamp
         now = time.time_ns()
-        for m in self.fmt.messages(heatmap, with_diagnostics=diag):
+        for m in self.fmt.messages(heatmap):
             self._writer.add_message(channel_id=self._channel(m.topic, m.typename), log_time=m.stamp_ns,
                                      publish_time=now, data=m.cdr, sequence=heatmap.seq)
             self.n_messages += 1

@@ -12,7 +12,6 @@ import importlib
 from .base import Sink
 from .ros_format import RosFormatter
 
-DIAGNOSTICS_PERIOD_S = 1.0
 
 
 def _msg_class(typename):
@@ -25,7 +24,6 @@ class RclpySink(Sink):
         self.node, self.namespace, self.frame_id, self.distro = node, namespace, frame_id, distro
         self.qos = qos
         self._pubs: dict = {}
-        self._last_diag = None
 
     def open(self, meta):
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -40,10 +38,7 @@ class RclpySink(Sink):
             self._pubs[topic] = self.node.create_publisher(_msg_class(typename), topic, profile)
 
     def write(self, heatmap):
-        diag = self._last_diag is None or heatmap.stamp - self._last_diag >= DIAGNOSTICS_PERIOD_S
-        if diag:
-            self._last_diag = heatmap.stamp
-        for m in self.fmt.messages(heatmap, with_diagnostics=diag):
+        for m in self.fmt.messages(heatmap):
             self._pubs[m.topic].publish(m.cdr)
 
     def close(self, summary):

@@ -27,6 +27,7 @@ MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 
 DISTROS = ("humble", "iron", "jazzy", "kilted")
+DIAGNOSTICS_PERIOD_S = 1.0  # /diagnostics at most this often (by capture time), whatever the update rate
 
 
 def typestore(distro: str = "jazzy"):
@@ -85,6 +86,7 @@ class RosFormatter:
         self.topics = {"heatmap": f"{ns}/heatmap", "sources": f"{ns}/sources", "markers": f"{ns}/markers",
                        "diagnostics": "/diagnostics"}
         self.layout = ImageLayout(grid, sphere_resolution_deg)
+        self._last_diag = None
         self.height, self.width = self.layout.rows, self.layout.cols
 
     # --- individual messages -------------------------------------------------------------
@@ -178,8 +180,8 @@ class RosFormatter:
         values["sources"] = len(heatmap.peaks)
         return {"level": level, "message": message, "values": values, "hardware_id": st.get("device", "")}
 
-    def messages(self, heatmap, with_diagnostics: bool = False) -> list:
-        """Every topic's message for one update, serialized (diagnostics when asked)."""
+    def messages(self, heatmap) -> list:
+        """Every topic's message for one update, serialized; diagnostics once per period."""
         ns = int(round(heatmap.stamp * 1e9))  # once: header and recording time must agree to the ns
         header = self._header(ns)
         out = [
@@ -188,7 +190,8 @@ class RosFormatter:
             Message(self.topics["markers"], MARKER_ARRAY,
                     self.serialize(self.marker_array(heatmap, header), MARKER_ARRAY), ns),
         ]
-        if with_diagnostics:
+        if self._last_diag is None or heatmap.stamp - self._last_diag >= DIAGNOSTICS_PERIOD_S:
+            self._last_diag = heatmap.stamp
             msg = self.diagnostics(header, **self.diagnostics_of(heatmap))
             out.append(Message(self.topics["diagnostics"], DIAGNOSTIC_ARRAY, self.serialize(msg, DIAGNOSTIC_ARRAY), ns))
         return out
