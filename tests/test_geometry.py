@@ -65,5 +65,5 @@ def test_direction_convention_and_grids():
     az, el = to_azel(f.directions.reshape(48, 64, 3))
     assert az[0, 0] == pytest.approx(45) and az[0, -1] == pytest.approx(-45)  # left is +y
     assert el[0, 0] == pytest.approx(35) and el[-1, 0] == pytest.approx(-35)  # top row first
-    with pytest.raises(ConfigError, match="expected sphere:N, hemisphere:N or fov"):
+    with pytest.raises(ConfigError, match="expected sphere:N, hemisphere:N, fov:H,V:COLS,ROWS .* or camera:BLOCK"):
         parse_grid("cube:6")

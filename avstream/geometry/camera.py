@@ -77,7 +77,8 @@ class Camera:
         return uv[:, 0], uv[:, 1]
 
     def unproject(self, u, v) -> np.ndarray:
-        """Unit directions (N, 3) in the optical frame of pixels (u, v)."""
+        """Unit directions (N, 3) in the optical frame of pixels (u, v); NaN for pixels no
+        direction projects to (outside a fisheye's image circle)."""
         import cv2
 
         u = np.asarray(u, dtype=np.float64).ravel()
@@ -92,7 +93,43 @@ class Camera:
         else:
             xy = cv2.undistortPoints(pts, self.K, self.D, None, np.eye(3), np.eye(3), _criteria())
         ray = np.concatenate([xy.reshape(-1, 2), np.ones((len(u), 1))], axis=1)
-        return ray / np.linalg.norm(ray, axis=1, keepdims=True)
+        ray /= np.linalg.norm(ray, axis=1, keepdims=True)
+        # beyond the range where the distortion polynomial can be inverted (the corners outside a
+        # fisheye's image circle, say) the iteration returns a ray that does not project back
+        pu, pv = self.project(ray)
+        ray[~(np.hypot(pu - u, pv - v) < 0.5)] = np.nan
+        return ray
+
+
+def default_camera() -> Camera:
+    """The built-in camera of the synthetic scene: 640x480 pinhole, 90 x 74 degrees, with a
+    little barrel distortion (so the demo exercises the distortion path)."""
+    K = np.array([[320.0, 0.0, 319.5], [0.0, 320.0, 239.5], [0.0, 0.0, 1.0]])
+    return Camera(640, 480, "plumb_bob", K, np.array([-0.05, 0.01, 0.0, 0.0, 0.0]), "synthetic")
+
+
+def generic_camera(width: int, height: int, hfov_deg: float = 70.0) -> Camera:
+    """An uncalibrated pinhole guess for a camera of this size: no distortion, square pixels."""
+    f = (width / 2) / np.tan(np.deg2rad(hfov_deg) / 2)
+    K = np.array([[f, 0.0, (width - 1) / 2], [0.0, f, (height - 1) / 2], [0.0, 0.0, 1.0]])
+    return Camera(width, height, "plumb_bob", K, np.zeros(5), "uncalibrated")
+
+
+def default_extrinsics(array=None) -> Extrinsics:
+    """Where an uncalibrated camera is assumed to be: at the array, looking along the side a
+    planar array faces (an acoustic camera: the board faces the scene, like the camera in the
+    middle of a miniDSP UMA-16), or along +x for a 3-D array. Image right is the array's -y
+    (as far as the view direction allows); the camera sits 3 cm above the array centre in the
+    image, so the array origin is at +0.03 m on the optical y axis (down)."""
+    forward = np.asarray(array.facing, float) if array is not None and array.planar else np.array([1.0, 0.0, 0.0])
+    forward = forward / np.linalg.norm(forward)
+    right = np.array([0.0, -1.0, 0.0])
+    right = right - forward * (right @ forward)
+    if np.linalg.norm(right) < 1e-6:
+        right = np.array([1.0, 0.0, 0.0]) - forward * forward[0]
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    return Extrinsics(np.stack([right, down, forward]), np.array([0.0, 0.03, 0.0]))
 
 
 MODELS = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4, "equirectangular": 0}
@@ -181,13 +218,26 @@ class Extrinsics:
     translation: np.ndarray
 
     def to_camera(self, dirs_array: np.ndarray, distance: float | None = None) -> np.ndarray:
-        """Directions in the optical frame of array directions (N, 3); with a source distance,
-        corrected for the parallax of the translation between array and camera."""
+        """Directions in the optical frame of array directions (N, 3); with a source distance
+        (metres from the array), corrected for the parallax of the array-camera translation."""
         d = np.asarray(dirs_array, dtype=np.float64) @ self.rotation.T
         if distance is None or not np.any(self.translation):
             return d
         p = d * distance + self.translation
         return p / np.linalg.norm(p, axis=-1, keepdims=True)
+
+    def to_array(self, dirs_camera: np.ndarray, distance: float | None = None) -> np.ndarray:
+        """The inverse of ``to_camera``: array-frame directions of optical-frame rays (N, 3),
+        for a source ``distance`` metres from the array."""
+        d = np.asarray(dirs_camera, dtype=np.float64)
+        if distance is not None and np.any(self.translation):
+            # the point along the ray that is ``distance`` from the array origin t: |s d - t| = distance
+            t = self.translation
+            dt = d @ t
+            s = dt + np.sqrt(np.maximum(dt ** 2 - t @ t + distance ** 2, 0.0))
+            d = d * s[..., None] - t
+        a = d @ self.rotation
+        return a / np.linalg.norm(a, axis=-1, keepdims=True)
 
 
 def load_extrinsics(path) -> Extrinsics:

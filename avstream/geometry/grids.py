@@ -10,6 +10,11 @@
     A COLS x ROWS azimuth/elevation rectangle spanning H x V degrees centred on +x, such as a
     camera's field of view. Rows run from the top (highest elevation) down, columns from
     left (highest azimuth, +y) to right, so the map reads like an image seen from the array.
+``camera:BLOCK``
+    Registered to the camera: one cell per BLOCK x BLOCK pixel block of the camera image, at
+    the direction (in the array frame) of the block's centre pixel, through the camera's
+    distortion, the extrinsics and, for an array-camera offset, an assumed source distance.
+    Rows and columns are the image's, so the map lies on the picture without resampling.
 """
 from __future__ import annotations
 
@@ -69,6 +74,7 @@ class Grid:
     spacing_deg: float
     half_space: np.ndarray | None = None
     definition: dict | None = None
+    valid: np.ndarray | None = None  # bool (n_dirs,): cells that see something (camera grids); None = all
 
     @property
     def n_dirs(self) -> int:
@@ -133,13 +139,67 @@ def fov_grid(h_deg: float, v_deg: float, cols: int, rows: int, spec: str | None 
                 _neighbors(dirs, 8), (rows, cols), float(spacing), None, definition)
 
 
+def camera_grid(camera, extrinsics, block: float, distance: float | None = None, spec: str | None = None) -> Grid:
+    """A grid whose cells are the pixel blocks of ``camera``'s image (see the module doc).
+
+    Cell (row, col) looks along the ray of pixel ``((col + 0.5) * width / cols - 0.5,
+    (row + 0.5) * height / rows - 0.5)``: the centre of its block, so resizing the
+    (rows, cols) map to the image size with OpenCV's bilinear resize puts every cell value
+    on the pixel whose direction it was computed for.
+    """
+    cols = max(2, int(round(camera.width / block)))
+    rows = max(2, int(round(camera.height / block)))
+    u = (np.arange(cols) + 0.5) * camera.width / cols - 0.5
+    v = (np.arange(rows) + 0.5) * camera.height / rows - 0.5
+    U, V = np.meshgrid(u, v)
+    rays = camera.unproject(U.ravel(), V.ravel())
+    valid = np.isfinite(rays).all(axis=1)
+    if not valid.any():
+        raise ConfigError(f"camera {camera.name}: no pixel of the image has a direction (check the intrinsics)")
+    # blocks no direction projects to (outside a fisheye's image circle) keep a placeholder
+    # direction behind the camera, spread a little so the neighbour graph stays sane; the
+    # localizer writes 0 there
+    behind = -np.nanmean(rays[valid], axis=0)
+    spread = np.stack([np.cos(np.arange(len(rays))), np.sin(np.arange(len(rays))), np.zeros(len(rays))], 1) * 1e-3
+    rays[~valid] = behind / np.linalg.norm(behind) + spread[~valid]
+    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    dirs = np.ascontiguousarray(extrinsics.to_array(rays, distance))
+    # spacing: the larger angle between horizontal and vertical neighbours, at the centre
+    centre = dirs.reshape(rows, cols, 3)[rows // 2]
+    h = angular_distance_deg(centre[cols // 2], centre[min(cols // 2 + 1, cols - 1)])
+    vcol = dirs.reshape(rows, cols, 3)[:, cols // 2]
+    vv = angular_distance_deg(vcol[rows // 2], vcol[min(rows // 2 + 1, rows - 1)])
+    definition = {"type": "camera", "rows": rows, "cols": cols, "block": float(block),
+                  "camera": camera.name, "model": camera.model, "width": camera.width, "height": camera.height,
+                  "K": np.asarray(camera.K).ravel().tolist(), "D": np.asarray(camera.D).ravel().tolist(),
+                  "rotation": extrinsics.rotation.tolist(), "translation": extrinsics.translation.tolist(),
+                  "source_distance_m": distance}
+    return Grid(spec or f"camera:{block:g}", dirs, _neighbors(dirs, 8), (rows, cols), float(max(h, vv)), None,
+                definition, None if valid.all() else valid)
+
+
 _SPHERE = re.compile(r"^(sphere|hemisphere):(\d+)$")
 _FOV = re.compile(r"^fov:([0-9.]+),([0-9.]+):(\d+),(\d+)$")
+_CAMERA = re.compile(r"^camera:([0-9.]+)$")
 
 
-def parse_grid(spec: str, array=None) -> Grid:
-    """Build the grid named by ``spec``; planar arrays get the half-space they face."""
+def parse_grid(spec: str, array=None, view=None) -> Grid:
+    """Build the grid named by ``spec``; planar arrays get the half-space they face.
+
+    ``view`` is ``(camera, extrinsics, source_distance_m)`` for ``camera:BLOCK`` grids.
+    """
     spec = spec.strip()
+    m = _CAMERA.match(spec)
+    if m:
+        if view is None:
+            raise ConfigError(f"grid '{spec}': a camera grid needs a camera (set camera.source, or "
+                              "camera.intrinsics for a recording)")
+        block = float(m.group(1))
+        cam = view[0]
+        if not 1 <= block <= min(cam.width, cam.height) / 2:
+            raise ConfigError(f"grid '{spec}': BLOCK must be within 1..{min(cam.width, cam.height) // 2} pixels "
+                              f"for a {cam.width}x{cam.height} camera")
+        return camera_grid(view[0], view[1], block, view[2], spec)
     m = _SPHERE.match(spec)
     if m:
         n = int(m.group(2))
@@ -157,8 +217,8 @@ def parse_grid(spec: str, array=None) -> Grid:
         if not (2 <= cols <= 4096 and 2 <= rows <= 4096):
             raise ConfigError(f"grid '{spec}': COLS and ROWS must be between 2 and 4096")
         return fov_grid(h, v, cols, rows, spec)
-    raise ConfigError(f"grid '{spec}': expected sphere:N, hemisphere:N or fov:H,V:COLS,ROWS "
-                      "(e.g. fov:90,70:64,48)")
+    raise ConfigError(f"grid '{spec}': expected sphere:N, hemisphere:N, fov:H,V:COLS,ROWS (e.g. fov:90,70:64,48) "
+                      "or camera:BLOCK (e.g. camera:10)")
 
 
 class ImageLayout:
@@ -169,10 +229,16 @@ class ImageLayout:
 
     ``definition`` lets a client turn pixel (row, col) into a direction:
     ``azimuth = linspace(*azimuth_deg, cols)[col]``, ``elevation = linspace(*elevation_deg, rows)[row]``.
+    A camera grid is its own image too, registered to the camera picture; its definition holds
+    the intrinsics (K, D, model, size) and the extrinsics that give each cell's direction.
     """
 
     def __init__(self, grid: Grid, sphere_resolution_deg: float = 2.0):
-        if len(grid.shape) == 2:
+        if grid.definition.get("type") == "camera":
+            self.rows, self.cols = grid.shape
+            self.definition = dict(grid.definition)
+            self._cell = None
+        elif len(grid.shape) == 2:
             self.rows, self.cols = grid.shape
             d = grid.definition
             self.definition = {"type": "fov", "rows": self.rows, "cols": self.cols,

@@ -100,6 +100,7 @@ class Localizer:
         n_ref = max(1, int(round(0.032 * self.sample_rate / (frame / 2))))
         self._energy_history = np.zeros(n_ref + 1)
         self._weights = np.zeros(64, dtype=np.float32)
+        self._blind = None if grid.valid is None else np.flatnonzero(~grid.valid)  # cells that see nothing
         self._configure()
 
     # --- hooks --------------------------------------------------------------------------
@@ -137,6 +138,8 @@ class Localizer:
         weights = w
         self._accumulate(frames, weights)
         if self._compute(self.values):
+            if self._blind is not None:
+                self.values[self._blind] = 0.0
             weight = float(weights.sum())
             self.integrated += weight * self.values
             self.integrated_weight += weight
