@@ -40,6 +40,26 @@ class AudioBlock:
     flags: set = field(default_factory=set)
 
 
+@dataclass
+class VideoFrame:
+    """One camera image.
+
+    Attributes
+    ----------
+    image : ndarray (height, width, 3) uint8
+        BGR, OpenCV's order.
+    stamp : float
+        Capture time on the same clock as the audio stamps (UNIX epoch live; seconds from the
+        start for recordings and the synthetic scene read as fast as possible).
+    seq : int
+        Frames the camera delivered before this one (since the start, across reconnects).
+    """
+
+    image: np.ndarray
+    stamp: float
+    seq: int
+
+
 @dataclass(frozen=True)
 class Peak:
     """One source direction: azimuth/elevation in degrees, power as mean PHAT coherence."""
@@ -77,6 +97,8 @@ class Heatmap:
     peaks: list
     flags: set = field(default_factory=set)
     status: dict | None = None  # pipeline counters at this update (rate, drops, device)
+    frame: VideoFrame | None = None  # the camera frame nearest in capture time, when there is a camera
+    overlay: np.ndarray | None = None  # (height, width, 3) uint8 BGR: the map drawn on that frame
 
     def to_dict(self) -> dict:
         out = {"t": round(self.t, 4), "peaks": [p.to_dict() for p in self.peaks]}
