@@ -83,7 +83,7 @@ def bench_avstream(w, x, truth, repeat):
     cfg = load_config(None, {"array": w["array"], "localize.grid": w["grid"], "stft.frame": w["frame"],
                              "stft.hop": w["hop"], "localize.update_frames": w["update_frames"],
                              "localize.band": list(w["band"]), "localize.sources": len(w["sources"]),
-                             "source.block": w["hop"], "duration": None})
+                             "source.block": w["hop"], "duration": None, "camera.source": "none"})
     full = np.zeros((arr.n_channels, x.shape[1]), np.float32)
     full[list(arr.mic_channels)] = x
     blocks = [full[:, k:k + w["hop"]] for k in range(0, full.shape[1] - w["hop"] + 1, w["hop"])]

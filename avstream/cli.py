@@ -18,12 +18,19 @@ from .errors import AvstreamError  # noqa: E402
 DESCRIPTION = """\
 avstream: where sounds come from, live, from a microphone array.
 
-  avstream run                 synthetic demo scene (no microphone needed), 5 s, status line
+  avstream run                 synthetic demo scene and camera (no microphone or camera needed),
+                               5 s, status line; writes the overlay video avstream_overlay.mp4
+  avstream run --source device --array minidsp_uma16 --camera 0 --intrinsics cam.yaml \
+               --extrinsics ext.yaml --overlay out.mp4       acoustic camera from real hardware
   avstream run --source file --file rec.wav --array respeaker_usb_4mic --jsonl out.jsonl
   avstream run --source device --device ReSpeaker --array respeaker_usb_4mic --duration 0
   avstream locate rec.wav --array my_array.yaml --sources 2     JSON Lines to stdout
   avstream bench               avstream and its peers side by side
   avstream echo tcp://127.0.0.1:5556     print what the ZeroMQ stream carries
+  avstream calibrate camera --images DIR --board 9x6 --square 0.025 --out cam.yaml
+  avstream calibrate extrinsics --pairs pairs.csv --camera cam.yaml --out ext.yaml
+  avstream calibrate events rec.wav --video rec.mp4 --camera cam.yaml --out pairs.csv
+  avstream calibrate channels rec.wav --array respeaker_usb_4mic --azimuth 90
   avstream devices             list PortAudio input devices
 
 Directions: azimuth = atan2(y, x) in degrees counter-clockwise from +x (x forward, y left,
@@ -77,6 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-zmq", action="store_true", help="no ZeroMQ stream")
     run.add_argument("--zmq-secret-key", metavar="FILE", help="server CURVE certificate (.key_secret): encrypt")
     run.add_argument("--zmq-clients", metavar="DIR", help="folder of allowed client public keys: authenticate")
+    cam = run.add_argument_group("camera (the heatmap on the picture)")
+    cam.add_argument("--camera", metavar="SOURCE",
+                     help="camera: device index (0) or /dev/videoN, a video file, an rtsp:// or http:// URL, a "
+                          "GStreamer pipeline ending in appsink, 'synthetic' (films the synthetic scene; the "
+                          "default with it) or 'none'")
+    cam.add_argument("--no-camera", action="store_true", help="no camera, no overlay (same as --camera none)")
+    cam.add_argument("--intrinsics", metavar="CAMERA.yaml",
+                     help="camera calibration in the ROS camera_calibration YAML format (avstream calibrate camera "
+                          "writes it); default: the built-in camera for 'synthetic', else a 70-degree pinhole guess")
+    cam.add_argument("--extrinsics", metavar="EXTRINSICS.yaml",
+                     help="array-to-camera rotation and translation (avstream calibrate extrinsics writes it); "
+                          "default: the camera looks along the side a planar array faces (+x for 3-D arrays)")
+    cam.add_argument("--camera-optional", action="store_true",
+                     help="a camera missing at start is a warning, not an error: audio only until it appears")
+    cam.add_argument("--overlay", metavar="PATH.mp4",
+                     help="write the overlay (heatmap on the picture, sources, status) as a video (.mp4 or .avi); "
+                          "the demo writes avstream_overlay.mp4 unless --no-overlay")
+    cam.add_argument("--no-overlay", action="store_true", help="no overlay video")
+    cam.add_argument("--view", action="store_true", help="show the overlay live in a window (needs a display)")
 
     loc = sub.add_parser("locate", help="locate sources in a recording, JSON Lines to stdout",
                          description="Offline localization of an audio file. Writes one JSON object per update "
@@ -103,8 +129,30 @@ def build_parser() -> argparse.ArgumentParser:
     echo.add_argument("--server-key", metavar="FILE", help="the server's public certificate (CURVE)")
     echo.add_argument("--client-key", metavar="FILE", help="this client's certificate with secret key (CURVE)")
 
-    cal = sub.add_parser("calibrate", help="calibration tools (extrinsics)")
+    cal = sub.add_parser("calibrate", help="calibration: camera, extrinsics, events, channels",
+                         description="camera: intrinsics from a chessboard/ChArUco; extrinsics: array-to-camera "
+                                     "rotation from direction-pixel pairs; events: those pairs from a recording of "
+                                     "claps or clicks; channels: check an array's wiring from a recording.")
     calsub = cal.add_subparsers(dest="what", metavar="WHAT")
+    cc = calsub.add_parser("camera", help="camera intrinsics from views of a chessboard or ChArUco board",
+                           description="Finds the board in each view (views without it are skipped and counted), "
+                                       "calibrates with OpenCV and writes the ROS camera_calibration YAML (with the "
+                                       "RMS reprojection error), which --intrinsics and ROS camera_info_manager read.")
+    cc.add_argument("--images", metavar="DIR", help="folder of images (png, jpg, ...)")
+    cc.add_argument("--video", metavar="FILE", help="a video file; every --step-th frame is a view")
+    cc.add_argument("--device", metavar="N", help="a camera (index or /dev/videoN); every --step-th frame")
+    cc.add_argument("--board", default="9x6", help="chessboard inner corners COLSxROWS, or ChArUco squares "
+                                                   "(default 9x6)")
+    cc.add_argument("--square", type=float, default=0.025, help="square size in metres (default 0.025)")
+    cc.add_argument("--pattern", choices=["chessboard", "charuco"], default="chessboard")
+    cc.add_argument("--marker", type=float, help="ChArUco marker size in metres (default 0.7 x square)")
+    cc.add_argument("--dictionary", default="DICT_4X4_50", help="ChArUco ArUco dictionary (default DICT_4X4_50)")
+    cc.add_argument("--model", choices=["plumb_bob", "rational_polynomial", "equidistant"], default="plumb_bob",
+                    help="distortion model (equidistant: fisheye)")
+    cc.add_argument("--step", type=int, default=10, help="video/device: use every N-th frame (default 10)")
+    cc.add_argument("--min-views", type=int, default=5, help="views with the board needed (default 5)")
+    cc.add_argument("--name", default="camera", help="camera_name in the file")
+    cc.add_argument("--out", required=True, help="camera YAML to write")
     ext = calsub.add_parser("extrinsics", help="array-to-camera rotation from direction/pixel pairs",
                             description="Solve the rotation from the array frame to the camera optical frame from "
                                         "pairs of a sound direction and the pixel where its source was seen "
@@ -114,6 +162,28 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--camera", required=True, help="camera intrinsics (ROS camera_calibration YAML)")
     ext.add_argument("--out", required=True, help="extrinsics YAML to write")
     ext.add_argument("--threshold-deg", type=float, default=3.0, help="inlier threshold (default 3 degrees)")
+    ev = calsub.add_parser("events", help="direction-pixel pairs from a recording of claps or clicks",
+                           description="Detects impulsive events in a recording, finds each one's direction, and "
+                                       "pairs it with the pixel of its source: the brightest new spot (an LED on "
+                                       "the clicker) in the video frame nearest the event, or the pixel you give "
+                                       "in a CSV time_s,u,v. Writes the pairs CSV for calibrate extrinsics.")
+    ev.add_argument("audio_file")
+    ev.add_argument("--array", required=True, help="array preset or YAML")
+    ev.add_argument("--video", help="video recorded alongside (starts with the audio, or see --video-offset)")
+    ev.add_argument("--pixels", help="CSV time_s,u,v: where each event's source was (clicked by you)")
+    ev.add_argument("--video-offset", type=float, default=0.0, help="seconds the video starts after the audio")
+    ev.add_argument("--threshold-db", type=float, default=12.0, help="onset rise over the background (default 12)")
+    ev.add_argument("--out", required=True, help="pairs CSV to write (azimuth_deg,elevation_deg,u,v)")
+    ch = calsub.add_parser("channels", help="check an array's channel order, swaps, mirroring and dead channels",
+                           description="From a recording of one source at a known direction: reports dead "
+                                       "channels, and the wiring (swapped channels, a turned or mirrored board) "
+                                       "that explains the measured delays best. Exit status 1 when problems are "
+                                       "found.")
+    ch.add_argument("audio_file")
+    ch.add_argument("--array", required=True, help="array preset or YAML")
+    ch.add_argument("--azimuth", type=float, required=True, help="source azimuth in degrees (array frame)")
+    ch.add_argument("--elevation", type=float, default=0.0, help="source elevation in degrees (default 0)")
+    ch.add_argument("--json", action="store_true", help="print the report as JSON")
 
     sub.add_parser("devices", help="list audio input devices")
     return parser
@@ -176,6 +246,22 @@ def _overrides(args, command) -> dict:
             o["zmq.curve_secret_key"] = args.zmq_secret_key
         if args.zmq_clients:
             o["zmq.curve_clients"] = args.zmq_clients
+        if args.camera:
+            o["camera.source"] = args.camera
+        if args.no_camera:
+            o["camera.source"] = "none"
+        if args.intrinsics:
+            o["camera.intrinsics"] = args.intrinsics
+        if args.extrinsics:
+            o["camera.extrinsics"] = args.extrinsics
+        if args.camera_optional:
+            o["camera.optional"] = True
+        if args.overlay:
+            o["output.overlay"] = args.overlay
+        if args.no_overlay:
+            o["output.overlay"] = None
+        if args.view:
+            o["output.view"] = True
     for item in args.set:
         k, v = parse_override(item)
         o[k] = v
@@ -222,16 +308,45 @@ def cmd_run(args) -> int:
                           for s in cfg.source.scene.sources)
         print(f"avstream: synthetic scene on {pipe.array.name} ({pipe.array.n_mics} mics): {scene}",
               file=sys.stderr)
+    overlay = _overlay_sinks(cfg, pipe)
     signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
-    summary = pipe.run()  # Ctrl-C ends the run like the duration does: sinks get their summary
+    # a file read as fast as possible runs in this thread: nothing to pace, nothing to drop,
+    # and video frames pair with the audio by stream time exactly
+    fast = cfg.source.kind == "file" and not cfg.source.realtime
+    summary = pipe.run_sync() if fast else pipe.run()  # Ctrl-C ends the run like the duration does
     peaks = ", ".join(f"az {p['azimuth_deg']:+.1f} el {p['elevation_deg']:+.1f} (power {p['power']:.2f})"
                       for p in summary["peaks"]) or "none"
     print(f"avstream: {summary['updates']} updates over {summary['seconds']:.1f} s; dominant sources: {peaks}; "
           f"dropped blocks {summary['dropped_blocks']}, input flags {summary['input_flags'] or 'none'}",
           file=sys.stderr)
+    if "video" in summary:
+        v = summary["video"]
+        print(f"avstream: camera {v['camera']}: {v['video_frames']} frames, {v['video_dropped']} dropped, "
+              f"{v['camera_reconnects']} reconnects, state {v['camera_state']}", file=sys.stderr)
+    if overlay is not None:
+        print(f"avstream: overlay video: {overlay.path.resolve()} ({overlay.frames} frames)", file=sys.stderr)
     if pipe.array.planar:
         print("avstream: note: " + pipe.array.describe()["ambiguity"], file=sys.stderr)
     return 0
+
+
+DEMO_OVERLAY = "avstream_overlay.mp4"
+
+
+def _overlay_sinks(cfg, pipe):
+    """Add the overlay video and window sinks; return the video sink (or None)."""
+    from .sinks.video import VideoFileSink, ViewSink
+
+    path = cfg.output.overlay
+    if path == "auto":
+        path = DEMO_OVERLAY if cfg.camera_source == "synthetic" else None
+    video = None
+    if path:
+        video = VideoFileSink(path)
+        pipe.sinks.append(video)
+    if cfg.output.view:
+        pipe.sinks.append(ViewSink())
+    return video
 
 
 def cmd_locate(args) -> int:
@@ -300,9 +415,31 @@ def cmd_echo(args) -> int:
     return 0
 
 
+def _read_recording(path, array):
+    import soundfile as sf
+
+    from .errors import InputError
+
+    try:
+        x, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise InputError(f"{path}: cannot read audio ({exc})") from None
+    if x.shape[1] != array.n_channels:
+        raise InputError(f"{path}: has {x.shape[1]} channels but array {array.name} expects {array.n_channels}")
+    if array.sample_rate and rate != array.sample_rate:
+        raise InputError(f"{path}: {rate} Hz, but array {array.name} is {array.sample_rate} Hz")
+    return x.T, rate
+
+
 def cmd_calibrate(args) -> int:
+    if args.what == "camera":
+        return _calibrate_camera(args)
+    if args.what == "events":
+        return _calibrate_events(args)
+    if args.what == "channels":
+        return _calibrate_channels(args)
     if args.what != "extrinsics":
-        raise AvstreamError("calibrate: say what to calibrate: extrinsics")
+        raise AvstreamError("calibrate: say what to calibrate: camera, extrinsics, events or channels")
     from .calibrate.extrinsics import calibrate_extrinsics
     from .geometry.camera import load_camera, save_extrinsics
 
@@ -312,6 +449,56 @@ def cmd_calibrate(args) -> int:
           f"({int((~fit.inliers).sum())} rejected as outliers), residual {fit.residual_deg:.2f} deg RMS; "
           f"written to {args.out}", file=sys.stderr)
     return 0
+
+
+def _calibrate_camera(args) -> int:
+    from .calibrate.camera import calibrate_camera, iter_views, parse_board
+    from .geometry.camera import save_camera
+
+    board = parse_board(args.board)
+    views = iter_views(args.images, args.video, args.device, step=max(1, args.step))
+    res = calibrate_camera(views, board, args.square, args.pattern, args.model, args.marker, args.dictionary,
+                           args.min_views, args.name)
+    save_camera(res.camera, args.out, res.rms_px)
+    K = res.camera.K
+    print(f"avstream: board found in {res.used} views, {res.skipped} skipped (no board"
+          + (f": {', '.join(res.skipped_names[:5])}{' ...' if res.skipped > 5 else ''}" if res.skipped else "")
+          + f"); fx {K[0, 0]:.2f} fy {K[1, 1]:.2f} cx {K[0, 2]:.2f} cy {K[1, 2]:.2f}, reprojection error "
+          f"{res.rms_px:.3f} px RMS; written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _calibrate_events(args) -> int:
+    from .calibrate.events import extract_pairs, write_pairs
+    from .geometry.arrays import load_array
+
+    array = load_array(args.array)
+    x, rate = _read_recording(args.audio_file, array)
+    events = extract_pairs(x[list(array.mic_channels)], rate, array, args.video, args.pixels, args.video_offset,
+                           args.threshold_db)
+    n = write_pairs(events, args.out)
+    for e in events:
+        px = f"pixel ({e.u:.1f}, {e.v:.1f})" if e.u == e.u else "no pixel"
+        print(f"  t {e.time_s:7.3f} s  az {e.azimuth_deg:+7.1f} el {e.elevation_deg:+6.1f}  {px}", file=sys.stderr)
+    print(f"avstream: {len(events)} events, {n} with a pixel; pairs written to {args.out} "
+          f"(next: avstream calibrate extrinsics --pairs {args.out} --camera CAMERA.yaml --out EXTRINSICS.yaml)",
+          file=sys.stderr)
+    if n < 3:
+        raise AvstreamError(f"only {n} events have both a direction and a pixel; extrinsics need at least 3")
+    return 0
+
+
+def _calibrate_channels(args) -> int:
+    import json
+
+    from .calibrate.channels import check_channels, format_report
+    from .geometry.arrays import load_array
+
+    array = load_array(args.array)
+    x, _ = _read_recording(args.audio_file, array)
+    report = check_channels(x, array, args.azimuth, args.elevation)
+    print(json.dumps(report.to_dict()) if args.json else format_report(report, array))
+    return 0 if report.ok else 1
 
 
 def cmd_devices(args) -> int:

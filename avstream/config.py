@@ -49,9 +49,11 @@ class SceneSource:
 class SceneConfig:
     """The built-in synthetic scene: point sources plus diffuse noise."""
 
+    # in front of the default UMA-16 board (facing +z) and its camera: a talker 20 degrees
+    # off the camera axis, and a noise source circling the axis 30 degrees out
     sources: tuple[SceneSource, ...] = (
-        SceneSource("speech", azimuth_deg=30.0, elevation_deg=10.0, level_db=-20.0),
-        SceneSource("noise", azimuth_deg=-60.0, elevation_deg=20.0, level_db=-26.0, azimuth_rate_deg_s=6.0),
+        SceneSource("speech", azimuth_deg=30.0, elevation_deg=70.0, level_db=-20.0),
+        SceneSource("noise", azimuth_deg=-120.0, elevation_deg=60.0, level_db=-26.0, azimuth_rate_deg_s=24.0),
     )
     snr_db: float = 20.0  # sources to diffuse noise, at the microphones
     sample_rate: int = 16000
@@ -90,6 +92,35 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class CameraConfig:
+    """The camera the heatmap is drawn on (docs: README, "The acoustic camera")."""
+
+    # auto: the synthetic camera when the audio is the synthetic scene, else none;
+    # none | synthetic | device index or /dev/videoN | video file | rtsp:// or http:// URL |
+    # GStreamer pipeline ending in appsink
+    source: str = "auto"
+    intrinsics: Optional[str] = None  # ROS camera_calibration YAML; default: the built-in 640x480 pinhole
+    extrinsics: Optional[str] = None  # YAML rotation/translation; default: looking along the array's +x
+    source_distance_m: Optional[float] = 3.0  # assumed source distance for parallax; null = none
+    block: int = 10  # pixels per heatmap cell when the grid is registered to the camera
+    optional: bool = False  # a camera missing at start means audio only, not an error
+    realtime: bool = True  # video files: pace to real time (false: as fast as the audio)
+    loop: bool = False  # video files: start again at the end
+    fps: float = 30.0  # synthetic camera frame rate
+    retry_s: float = 1.0  # seconds between attempts to reopen a lost camera
+    max_offset_s: float = 0.5  # a frame further than this from the update is not paired (camera lost)
+
+    def validate(self, key):
+        _check(bool(self.source.strip()), f"{key}.source", "must not be empty (use none for no camera)")
+        _check(self.source_distance_m is None or self.source_distance_m > 0, f"{key}.source_distance_m",
+               "must be positive metres or null")
+        _check(2 <= self.block <= 256, f"{key}.block", "must be within 2..256 pixels")
+        _check(1 <= self.fps <= 240, f"{key}.fps", "must be within 1..240")
+        _check(0.05 <= self.retry_s <= 60, f"{key}.retry_s", "must be within 0.05..60 s")
+        _check(0 < self.max_offset_s <= 10, f"{key}.max_offset_s", "must be within (0, 10] s")
+
+
+@dataclass(frozen=True)
 class StftConfig:
     frame: int = 512  # samples
     hop: int = 256  # samples
@@ -103,7 +134,7 @@ class StftConfig:
 @dataclass(frozen=True)
 class LocalizeConfig:
     method: str = "srp_phat"
-    grid: str = "sphere:2562"  # sphere:N or fov:H,V:COLS,ROWS
+    grid: str = "auto"  # auto (camera:BLOCK with a camera, else sphere:2562) | sphere:N | hemisphere:N | fov:H,V:COLS,ROWS | camera:BLOCK
     band: tuple[float, float] = (300.0, 6000.0)  # Hz
     update_frames: int = 4  # STFT frames per heatmap update
     sources: int = 3  # peaks reported per update
@@ -140,6 +171,8 @@ class QosConfig:
     sources: TopicQos = field(default_factory=TopicQos)
     markers: TopicQos = field(default_factory=TopicQos)
     diagnostics: TopicQos = field(default_factory=TopicQos)
+    overlay: TopicQos = field(default_factory=TopicQos)
+    camera_info: TopicQos = field(default_factory=TopicQos)
 
     def validate(self, key):
         for f in dataclasses.fields(self):
@@ -152,6 +185,7 @@ class RosConfig:
 
     namespace: str = "/avstream"  # topics: <namespace>/heatmap, /sources, /markers; plus /diagnostics
     frame_id: str = "mic_array"  # the array frame in header.frame_id
+    camera_frame_id: str = "camera_optical"  # the camera optical frame of overlay and camera_info
     distro: Literal["humble", "iron", "jazzy", "kilted"] = "jazzy"  # message definitions and type hashes
     publish: bool = True  # publish the topics live (rclpy when importable, else native DDS)
     qos: QosConfig = field(default_factory=QosConfig)  # per topic: ros.qos.heatmap.reliability, ...
@@ -182,9 +216,13 @@ class OutputConfig:
     npz: Optional[str] = None  # heatmaps, stamps and peaks, written at the end
     record: Optional[str] = None  # MCAP file with every ROS 2 topic (ros2msg schemas, CDR messages)
     status: bool = True  # live status line on stderr
+    overlay: Optional[str] = "auto"  # video of the overlay (.mp4/.avi); auto: avstream_overlay.mp4 for the demo
+    view: bool = False  # show the overlay live in a window (needs a display and OpenCV with a GUI)
 
     def validate(self, key):
         _check(self.record is None or self.record.endswith(".mcap"), f"{key}.record", "must be a .mcap path")
+        _check(self.overlay in (None, "auto") or self.overlay.lower().endswith((".mp4", ".avi")), f"{key}.overlay",
+               "must be a .mp4 or .avi path, auto or null")
 
 
 @dataclass(frozen=True)
@@ -197,6 +235,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     ros: RosConfig = field(default_factory=RosConfig)
     zmq: ZmqConfig = field(default_factory=ZmqConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
 
     def validate(self, key=""):
         _check(self.duration is None or self.duration > 0, "duration", "must be positive or null")
@@ -206,6 +245,17 @@ class Config:
         self.output.validate("output")
         self.ros.validate("ros")
         self.zmq.validate("zmq")
+        self.camera.validate("camera")
+        _check(self.camera.source != "synthetic" or self.source.kind == "synthetic", "camera.source",
+               "the synthetic camera films the synthetic audio scene: it needs source.kind synthetic")
+
+    @property
+    def camera_source(self) -> str | None:
+        """The camera actually used: None, "synthetic" or an OpenCV source string."""
+        s = self.camera.source.strip()
+        if s == "auto":
+            return "synthetic" if self.source.kind == "synthetic" else None
+        return None if s == "none" else s
 
 
 class _Invalid(Exception):

@@ -23,6 +23,7 @@ from .kernels.levels import select_and_scan
 from .geometry.grids import parse_grid
 from .localize import make_localizer
 from .spectral import StreamingSTFT
+from .capture.video import OpenCvCamera, SyncVideo, SyntheticCamera, VideoRunner
 
 STALL_SECONDS = 5.0  # no audio for this long while running is an error, not a hang
 CLIP_LEVEL = 0.999  # |sample| at or above this (full scale 1) counts as clipped
@@ -39,6 +40,52 @@ def make_source(cfg: Config, array):
 
     rate = s.sample_rate or array.sample_rate or 16000
     return DeviceSource(s.device, array.n_channels, rate, block=s.block, sample_format=s.sample_format)
+
+
+def make_camera(cfg: Config, audio_source, array):
+    """(camera model, extrinsics, video core or None) for ``cfg.camera``, or Nones without a camera.
+
+    The video source is opened here, so a missing camera is an error at start-up (or, with
+    ``camera.optional``, a warning and audio only until it appears).
+    """
+    import sys
+
+    from .geometry.camera import default_camera, default_extrinsics, generic_camera, load_camera, load_extrinsics
+
+    c = cfg.camera
+    spec = cfg.camera_source
+    camera = load_camera(c.intrinsics) if c.intrinsics else None
+    extrinsics = load_extrinsics(c.extrinsics) if c.extrinsics else default_extrinsics(array)
+    core = None
+    if spec == "synthetic":
+        if not isinstance(audio_source, SyntheticScene):
+            raise ConfigError("key 'camera.source': the synthetic camera films the synthetic audio scene")
+        camera = camera or default_camera()
+        core = SyntheticCamera(audio_source, camera, extrinsics, c.source_distance_m, c.fps)
+    elif spec is not None:
+        core = OpenCvCamera(spec, realtime=c.realtime, loop=c.loop)
+        try:
+            core.open()
+        except InputError as exc:
+            if not c.optional:
+                raise InputError(f"{exc} (set camera.optional: true to run on audio alone until it appears)") \
+                    from None
+            print(f"avstream: warning: {exc}; camera.optional is set: audio only, retrying every "
+                  f"{c.retry_s:g} s", file=sys.stderr)
+        if camera is None:
+            if core.size is None:
+                print("avstream: warning: no camera.intrinsics and the camera is not there to measure: "
+                      "no overlay", file=sys.stderr)
+                return None, None, None
+            camera = generic_camera(*core.size)
+            print(f"avstream: note: no camera.intrinsics: assuming a {camera.width}x{camera.height} pinhole with "
+                  f"a 70-degree horizontal field of view (calibrate it: avstream calibrate camera)",
+                  file=sys.stderr)
+        elif core.size is not None and core.size != (camera.width, camera.height):
+            core.close()
+            raise InputError(f"camera.source {core.name} delivers {core.size[0]}x{core.size[1]} images but "
+                             f"camera.intrinsics {c.intrinsics} is for {camera.width}x{camera.height}")
+    return camera, extrinsics, core
 
 
 class Pipeline:
@@ -58,7 +105,12 @@ class Pipeline:
         self.array = load_array(cfg.array)
         self.source = source if source is not None else make_source(cfg, self.array)
         self.sample_rate = int(self.source.sample_rate)
-        self.grid = parse_grid(cfg.localize.grid, self.array)
+        self.camera, self.extrinsics, self._video_core = make_camera(cfg, self.source, self.array)
+        view = None if self.camera is None else (self.camera, self.extrinsics, cfg.camera.source_distance_m)
+        spec = cfg.localize.grid
+        if spec == "auto":
+            spec = f"camera:{cfg.camera.block}" if self.camera is not None else "sphere:2562"
+        self.grid = parse_grid(spec, self.array, view)
         st, lc = cfg.stft, cfg.localize
         nyquist = self.sample_rate / 2
         if lc.band[0] >= nyquist:
@@ -91,18 +143,32 @@ class Pipeline:
         self.last_peaks: list = []
         self.max_samples = None if cfg.duration is None else int(round(cfg.duration * self.sample_rate))
         self._stop = threading.Event()
+        # an update covers (update_frames - 1) hops plus one frame; frames pair with its middle
+        self._window_s = ((lc.update_frames - 1) * st.hop + st.frame) / self.sample_rate
+        self.video = None
+        self.overlay = None
+        if self.camera is not None and self._video_core is not None:
+            from .fusion.overlay import Overlay
+
+            self.overlay = Overlay(self.grid, self.camera, self.extrinsics, cfg.camera.source_distance_m)
+        self._rate = (time.monotonic(), 0, 0.0)  # wall time, updates, rate: for the overlay's status line
 
     # --- metadata ------------------------------------------------------------------------
     def meta(self) -> dict:
         return {"array": self.array.describe(), "grid": self.grid.definition, "grid_spec": self.grid.spec,
-                "grid_object": self.grid, "sample_rate": self.sample_rate, "config": to_dict(self.cfg)}
+                "grid_object": self.grid, "sample_rate": self.sample_rate, "config": to_dict(self.cfg),
+                "camera": self.camera if self.overlay is not None else None,
+                "update_rate": self.sample_rate / (self.cfg.stft.hop * self.cfg.localize.update_frames)}
 
     def summary(self) -> dict:
         k = self.cfg.localize.sources
-        return {"peaks": [p.to_dict() for p in self.localizer.summary_peaks(k)], "updates": self.n_updates,
-                "seconds": round(self.n_samples / self.sample_rate, 4), "array": self.array.describe(),
-                "dropped_blocks": self.dropped, "overflows": self.overflows,
-                "input_flags": dict(self.flag_counts)}
+        out = {"peaks": [p.to_dict() for p in self.localizer.summary_peaks(k)], "updates": self.n_updates,
+               "seconds": round(self.n_samples / self.sample_rate, 4), "array": self.array.describe(),
+               "dropped_blocks": self.dropped, "overflows": self.overflows,
+               "input_flags": dict(self.flag_counts)}
+        if self.video is not None:
+            out["video"] = self.video.counters()
+        return out
 
     @property
     def dropped(self) -> int:
@@ -162,12 +228,58 @@ class Pipeline:
                      "latency_s": round(max(0.0, time.time() - stamp), 4) if stamp > 1e9 else 0.0,
                      "device": getattr(self.source, "device_name", type(self.source).__name__),
                      "device_state": getattr(self.source, "state", "running")}
+        if self.video is not None:
+            self._pair(hm)
         self.last_peaks = hm.peaks
         for sink in self.sinks:
             sink.write(hm)
         if self.status is not None:
-            self.status.update(self.n_updates, self.dropped, self.overflows, self.flag_counts, hm.peaks)
+            extra = ""
+            if self.video is not None:
+                off = hm.status.get("video_offset_ms")
+                extra = f"  video {hm.status['camera_state']}" + (f" {off:+.0f} ms" if off is not None else "")
+            self.status.update(self.n_updates, self.dropped, self.overflows, self.flag_counts, hm.peaks, extra)
         return hm
+
+    def _pair(self, hm):
+        """Pair the update with the frame nearest the middle of its audio window; draw the overlay."""
+        centre = hm.stamp + self._window_s / 2
+        frame = self.video.nearest(centre)
+        counters = self.video.counters()
+        offset = None if frame is None else frame.stamp - centre
+        if offset is not None and abs(offset) > self.cfg.camera.max_offset_s:
+            frame, counters["camera_state"] = None, "stale" if counters["camera_state"] == "running" \
+                else counters["camera_state"]
+        if frame is not None:
+            frame = self._fit(frame)
+            counters["video_offset_ms"] = round(offset * 1000.0, 1)
+        hm.frame = frame
+        hm.status.update(counters)
+        if self.overlay is not None:
+            now = time.monotonic()
+            t0, n0, rate = self._rate
+            if now - t0 >= 1.0:
+                rate = (self.n_updates - n0) / (now - t0)
+                self._rate = (now, self.n_updates, rate)
+            off = counters.get("video_offset_ms")
+            text = (f"{rate:4.1f} updates/s  latency {hm.status['latency_s'] * 1000:4.0f} ms  video "
+                    + (f"{off:+5.0f} ms" if off is not None else counters["camera_state"])
+                    + f"  dropped {self.dropped}  t {hm.t:6.2f} s")
+            hm.overlay = self.overlay.render(frame, hm, text)
+
+    def _fit(self, frame):
+        """Frames must have the calibrated size; a uniformly scaled stream is resized to it."""
+        import cv2
+
+        w, h = self.camera.width, self.camera.height
+        fh, fw = frame.image.shape[:2]
+        if (fw, fh) == (w, h):
+            return frame
+        if abs(fw / fh - w / h) > 0.01 * w / h:
+            raise InputError(f"camera {self.video.core.name} delivers {fw}x{fh} images, camera.intrinsics "
+                             f"is for {w}x{h} (a different aspect ratio: calibrate this mode)")
+        frame.image = cv2.resize(frame.image, (w, h), interpolation=cv2.INTER_AREA)
+        return frame
 
     def _done(self) -> bool:
         return self.max_samples is not None and self.n_samples >= self.max_samples
@@ -191,7 +303,11 @@ class Pipeline:
         for sink in self.sinks:
             sink.open(self.meta())
         index = seq = 0
+        if self._video_core is not None:
+            self.video = SyncVideo(self._video_core)
         try:
+            if self.video is not None:
+                self.video.start()
             self.source.start()
             while not self._done() and not self._stop.is_set():
                 data = self.source.read()
@@ -202,6 +318,8 @@ class Pipeline:
                 seq += 1
         finally:
             self.source.stop()
+            if self.video is not None:
+                self.video.stop()
         return self._finish()
 
     def run(self) -> dict:
@@ -213,6 +331,9 @@ class Pipeline:
         n_slots = max(4, int(self.cfg.source.ring_seconds * self.sample_rate / block))
         self.ring = RingBuffer(n_slots, self.array.n_channels, block)
         clock = SampleClock(self.sample_rate)
+        if self._video_core is not None:
+            self.video = VideoRunner(self._video_core, origin=lambda: clock.stamp(0), retry_s=self.cfg.camera.retry_s)
+            self.video.start()
         capture = None
         if hasattr(self.source, "start_stream"):
             self.source.start_stream(self.ring, clock)
@@ -243,6 +364,8 @@ class Pipeline:
             if capture is not None:
                 capture.join(timeout=2.0)
             self.source.stop()
+            if self.video is not None:
+                self.video.stop()
         return self._finish()
 
     def _capture_loop(self, clock):

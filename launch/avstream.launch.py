@@ -17,8 +17,14 @@ ARGUMENTS = [
     ("source", "source.kind", "synthetic", "Audio source: synthetic (demo scene), file or device"),
     ("device", "source.device", "", "Input device index or name substring (source:=device); empty = default"),
     ("file", "source.path", "", "Audio file (source:=file)"),
-    ("grid", "localize.grid", "sphere:2562",
-     "Direction grid: sphere:N, hemisphere:N or fov:H,V:COLS,ROWS (a camera's field of view)"),
+    ("grid", "localize.grid", "auto",
+     "Direction grid: auto (registered to the camera when there is one, else sphere:2562), sphere:N, "
+     "hemisphere:N, fov:H,V:COLS,ROWS or camera:BLOCK"),
+    ("camera", "camera.source", "auto",
+     "Camera: auto (the synthetic camera with the synthetic scene, else none), none, a device index or "
+     "/dev/videoN, a video file, an rtsp:// URL or a GStreamer pipeline ending in appsink"),
+    ("intrinsics", "camera.intrinsics", "", "Camera calibration YAML (ROS camera_calibration format); empty = default"),
+    ("extrinsics", "camera.extrinsics", "", "Array-to-camera extrinsics YAML; empty = default"),
     ("sources", "localize.sources", "3", "Sources reported per update"),
     ("namespace", "ros.namespace", "/avstream", "Topic namespace (heatmap, sources, markers)"),
     ("frame_id", "ros.frame_id", "mic_array", "Array frame in header.frame_id"),

@@ -93,7 +93,7 @@ def test_synthetic_scene_ground_truth(kind, az, el):
     from helpers import Collect
 
     scene = {"sources": [{"kind": kind, "azimuth_deg": az, "elevation_deg": el}], "snr_db": 15}
-    cfg = load_config(None, {"array": "minidsp_uma16", "duration": 2.0, "source.scene": scene,
+    cfg = load_config(None, {"array": "minidsp_uma16", "duration": 2.0, "source.scene": scene, "camera.source": "none",
                              "localize.sources": 1})
     sink = Collect()
     Pipeline(cfg, [sink]).run_sync()
@@ -113,7 +113,7 @@ def test_synthetic_two_sources_azimuths():
     scene = {"sources": [{"kind": "speech", "azimuth_deg": -135.0, "elevation_deg": 25.0},
                          {"kind": "noise", "azimuth_deg": 40.0, "elevation_deg": 5.0, "level_db": -23}],
              "snr_db": 15}
-    cfg = load_config(None, {"array": "minidsp_uma16", "duration": 3.0, "source.scene": scene,
+    cfg = load_config(None, {"array": "minidsp_uma16", "duration": 3.0, "source.scene": scene, "camera.source": "none",
                              "localize.sources": 2})
     sink = Collect()
     Pipeline(cfg, [sink]).run_sync()
@@ -145,7 +145,7 @@ def test_moving_synthetic_source_is_followed():
 
     scene = {"sources": [{"kind": "noise", "azimuth_deg": -60.0, "elevation_deg": 10.0,
                           "azimuth_rate_deg_s": 20.0}], "snr_db": 20}
-    cfg = load_config(None, {"array": "minidsp_uma16", "duration": 3.0, "source.scene": scene,
+    cfg = load_config(None, {"array": "minidsp_uma16", "duration": 3.0, "source.scene": scene, "camera.source": "none",
                              "localize.sources": 1})
     sink = Collect()
     Pipeline(cfg, [sink]).run_sync()

@@ -42,7 +42,8 @@ def by_topic(path):
 def test_mcap_reads_back_message_for_message(tmp_path, grid):
     path, keep, pipe = record(tmp_path, grid)
     topics = by_topic(path)
-    assert set(topics) == {"/avstream/heatmap", "/avstream/sources", "/avstream/markers", "/diagnostics"}
+    assert set(topics) == {"/avstream/heatmap", "/avstream/sources", "/avstream/markers", "/diagnostics",
+                           "/avstream/overlay", "/avstream/camera_info"}
     images, poses = topics["/avstream/heatmap"], topics["/avstream/sources"]
     assert len(images) == len(poses) == len(keep.maps) > 20
     assert 1 <= len(topics["/diagnostics"]) <= 3  # 1 Hz over 1.5 s
@@ -67,6 +68,34 @@ def test_mcap_reads_back_message_for_message(tmp_path, grid):
             x, y, z, w = q
             xaxis = np.array([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)])
             assert np.allclose(xaxis, u, atol=1e-6)
+
+
+def test_overlay_and_camera_info_topics(tmp_path):
+    """With a camera, /avstream/overlay (bgr8, the very overlay image) and /avstream/camera_info
+    (the camera's intrinsics) are recorded, both stamped with the frame's capture time in the
+    camera optical frame, so image_transport and RViz pair them."""
+    path, keep, pipe = record(tmp_path, "camera:16", 1.0)
+    topics = by_topic(path)
+    overlays, infos = topics["/avstream/overlay"], topics["/avstream/camera_info"]
+    assert len(overlays) == len(infos) == len(keep.maps) > 10
+    for hm, ov, ci in zip(keep.maps, overlays, infos):
+        m = ov.ros_msg
+        assert m.encoding == "bgr8" and (m.height, m.width) == (480, 640) and m.step == 3 * 640
+        assert m.header.frame_id == "camera_optical" and ci.ros_msg.header.frame_id == "camera_optical"
+        assert np.array_equal(np.frombuffer(bytes(m.data), np.uint8).reshape(480, 640, 3), hm.overlay)
+        stamp = int(round(hm.frame.stamp * 1e9))
+        assert ov.log_time_ns == ci.log_time_ns == stamp
+        assert (m.header.stamp.sec * 10**9 + m.header.stamp.nanosec) == stamp
+        info = ci.ros_msg
+        assert info.distortion_model == "plumb_bob" and (info.width, info.height) == (640, 640 * 3 // 4)
+        assert np.allclose(np.reshape(info.k, (3, 3)), pipe.camera.K) and np.allclose(info.d, pipe.camera.D)
+
+
+def test_no_camera_no_camera_topics(tmp_path):
+    path = tmp_path / "rec.mcap"
+    cfg = load_config(None, {"duration": 0.5, "camera.source": "none"})
+    Pipeline(cfg, [McapSink(path)]).run_sync()
+    assert set(by_topic(path)) == {"/avstream/heatmap", "/avstream/sources", "/avstream/markers", "/diagnostics"}
 
 
 def test_mcap_cdr_decodes_with_rosbags(tmp_path):

@@ -120,7 +120,8 @@ def test_params_yaml_is_a_valid_configuration():
     for k, v in values.items():  # same types as the declared parameters
         assert type(v) is type(params[k]) or (isinstance(v, list) and isinstance(params[k], list)), k
     cfg = load_config(None, overrides_from_parameters({**params, **values}))
-    assert cfg.duration is None and cfg.localize.grid == "sphere:2562"
+    assert cfg.duration is None and cfg.localize.grid == "auto" and cfg.camera.source == "auto"
+    assert cfg.output.overlay is None  # the node publishes /avstream/overlay; no video file
 
 
 def test_node_without_rclpy_runs_on_dds(tmp_path):

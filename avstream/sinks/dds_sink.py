@@ -54,7 +54,7 @@ class DdsSink(Sink):
         self.sent = 0
 
     def open(self, meta):
-        self.fmt = RosFormatter(meta["grid_object"], self.namespace, self.frame_id, self.distro)
+        self.fmt = RosFormatter.for_run(meta, self.namespace, self.frame_id, self.distro)
         self.idl = IdlTypes(self.fmt.ts)
         for kind, (topic, typename) in self.fmt.topic_types().items():  # discovery before the first update
             self._writers[topic] = self._make_writer(kind, topic, typename)

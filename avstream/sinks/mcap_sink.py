@@ -26,7 +26,7 @@ class McapSink(Sink):
     def open(self, meta):
         from mcap.writer import Writer
 
-        self.fmt = RosFormatter(meta["grid_object"], self.namespace, self.frame_id, self.distro)
+        self.fmt = RosFormatter.for_run(meta, self.namespace, self.frame_id, self.distro)
         try:
             self._fh = open(self.path, "wb")
         except OSError as exc:

@@ -20,7 +20,7 @@ class NpzSink(Sink):
         self._directions = None
 
     def open(self, meta):
-        self._meta = {k: v for k, v in meta.items() if k != "grid_object"}
+        self._meta = {k: v for k, v in meta.items() if k not in ("grid_object", "camera")}
         grid = meta["grid_object"]
         self._shape, self._directions = grid.shape, grid.directions
 

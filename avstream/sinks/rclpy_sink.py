@@ -28,7 +28,7 @@ class RclpySink(Sink):
     def open(self, meta):
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-        self.fmt = RosFormatter(meta["grid_object"], self.namespace, self.frame_id, self.distro)
+        self.fmt = RosFormatter.for_run(meta, self.namespace, self.frame_id, self.distro)
         for kind, (topic, typename) in self.fmt.topic_types().items():
             q = getattr(self.qos, kind) if self.qos is not None else None
             profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=q.depth if q else 5,

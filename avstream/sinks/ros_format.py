@@ -10,6 +10,10 @@ produced by rosbags' type store for the chosen distro, so they equal what rmw_cy
   direction in the array frame, oriented along it (the pose's x axis points at the source).
 - ``markers``: visualization_msgs/MarkerArray, one arrow per source, length and colour by power.
 - ``/diagnostics``: diagnostic_msgs/DiagnosticArray.
+- with a camera: ``overlay``, sensor_msgs/Image bgr8 (the map drawn on the camera frame), and
+  ``camera_info``, sensor_msgs/CameraInfo of that camera (not for equirectangular cameras,
+  which CameraInfo cannot describe), both stamped with the frame's capture time and framed in
+  the camera optical frame, so image_transport tools and RViz's Camera display pair them.
 
 ``header.stamp`` is the capture time of the first sample behind the update; ``frame_id`` the
 array frame.
@@ -25,6 +29,7 @@ IMAGE = "sensor_msgs/msg/Image"
 POSE_ARRAY = "geometry_msgs/msg/PoseArray"
 MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 
 DISTROS = ("humble", "iron", "jazzy", "kilted")
 DIAGNOSTICS_PERIOD_S = 1.0  # /diagnostics at most this often (by capture time), whatever the update rate
@@ -75,25 +80,51 @@ class RosFormatter:
         ROS 2 distro whose message definitions and type hashes are used.
     sphere_resolution_deg : float
         Pixel size of the equirectangular image a sphere grid is resampled to.
+    camera : Camera or None
+        With a camera, the overlay and camera_info topics exist.
+    camera_frame_id : str
     """
 
     def __init__(self, grid, namespace="/avstream", frame_id="mic_array", distro="jazzy",
-                 sphere_resolution_deg=2.0):
+                 sphere_resolution_deg=2.0, camera=None, camera_frame_id="camera_optical"):
         self.ts = typestore(distro)
         self.T = self.ts.types
         self.frame_id = frame_id
         ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
         self.topics = {"heatmap": f"{ns}/heatmap", "sources": f"{ns}/sources", "markers": f"{ns}/markers",
-                       "diagnostics": "/diagnostics"}
+                       "diagnostics": "/diagnostics", "overlay": f"{ns}/overlay", "camera_info": f"{ns}/camera_info"}
+        self.camera, self.camera_frame_id = camera, camera_frame_id
         self.layout = ImageLayout(grid, sphere_resolution_deg)
         self._last_diag = None
         self.height, self.width = self.layout.rows, self.layout.cols
 
+    @classmethod
+    def for_run(cls, meta: dict, namespace: str, frame_id: str, distro: str) -> "RosFormatter":
+        """The formatter for a run's ``Pipeline.meta()``: its grid, and its camera if it has one."""
+        cam_frame = meta.get("config", {}).get("ros", {}).get("camera_frame_id", "camera_optical")
+        return cls(meta["grid_object"], namespace, frame_id, distro, camera=meta.get("camera"),
+                   camera_frame_id=cam_frame)
+
     # --- individual messages -------------------------------------------------------------
-    def _header(self, stamp_ns: int):
+    def _header(self, stamp_ns: int, frame_id: str | None = None):
         sec, nanosec = divmod(stamp_ns, 1_000_000_000)
         return self.T["std_msgs/msg/Header"](stamp=self.T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
-                                             frame_id=self.frame_id)
+                                             frame_id=frame_id or self.frame_id)
+
+    def overlay_image(self, overlay: np.ndarray, header):
+        h, w = overlay.shape[:2]
+        return self.T[IMAGE](header=header, height=h, width=w, encoding="bgr8", is_bigendian=0, step=3 * w,
+                             data=np.ascontiguousarray(overlay).reshape(-1))
+
+    def camera_info(self, header):
+        cam = self.camera
+        P = np.zeros((3, 4))
+        P[:, :3] = cam.K
+        T = self.T
+        roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+        return T[CAMERA_INFO](header=header, height=cam.height, width=cam.width, distortion_model=cam.model,
+                              d=np.asarray(cam.D, dtype=np.float64), k=np.asarray(cam.K, dtype=np.float64).ravel(),
+                              r=np.eye(3).ravel(), p=P.ravel(), binning_x=0, binning_y=0, roi=roi)
 
     def image_array(self, values: np.ndarray) -> np.ndarray:
         """The heatmap as the (height, width) float32 image that is published."""
@@ -174,6 +205,11 @@ class RosFormatter:
         level, message = 0, "ok"
         if st.get("dropped_blocks") or st.get("overflows") or flags & {"clipped", "overrun"}:
             level, message = 1, "audio lost or clipped"
+        camera = st.get("camera_state", "running")
+        if camera not in ("running", "ended") and level < 2:
+            level = 1
+            message = (f"camera {camera}, retrying; audio goes on" if message == "ok"
+                       else f"{message}; camera {camera}, retrying")
         if flags & {"nonfinite", "silent"}:
             level, message = 2, "unusable audio: " + ", ".join(sorted(flags & {"nonfinite", "silent"}))
         values = {k: v for k, v in st.items()}
@@ -194,11 +230,23 @@ class RosFormatter:
             self._last_diag = heatmap.stamp
             msg = self.diagnostics(header, **self.diagnostics_of(heatmap))
             out.append(Message(self.topics["diagnostics"], DIAGNOSTIC_ARRAY, self.serialize(msg, DIAGNOSTIC_ARRAY), ns))
+        if heatmap.overlay is not None and self.camera is not None:
+            fns = int(round(heatmap.frame.stamp * 1e9)) if heatmap.frame is not None else ns
+            cam_header = self._header(fns, self.camera_frame_id)
+            out.append(Message(self.topics["overlay"], IMAGE,
+                               self.serialize(self.overlay_image(heatmap.overlay, cam_header), IMAGE), fns))
+            if self.camera.model != "equirectangular":
+                out.append(Message(self.topics["camera_info"], CAMERA_INFO,
+                                   self.serialize(self.camera_info(cam_header), CAMERA_INFO), fns))
         return out
 
     def topic_types(self) -> dict:
         """kind ("heatmap", ...) -> (ROS topic name, message type), for every topic produced."""
         types_ = {"heatmap": IMAGE, "sources": POSE_ARRAY, "markers": MARKER_ARRAY, "diagnostics": DIAGNOSTIC_ARRAY}
+        if self.camera is not None:
+            types_["overlay"] = IMAGE
+            if self.camera.model != "equirectangular":
+                types_["camera_info"] = CAMERA_INFO
         return {kind: (self.topics[kind], t) for kind, t in types_.items()}
 
     def serialize(self, msg, typename) -> bytes:

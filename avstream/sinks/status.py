@@ -16,7 +16,7 @@ class StatusLine:
         self._n = 0
         self.shown = False
 
-    def update(self, n_updates: int, dropped: int, overflows: int, flags: dict, peaks) -> None:
+    def update(self, n_updates: int, dropped: int, overflows: int, flags: dict, peaks, extra: str = "") -> None:
         now = time.monotonic()
         if now - self._t < self.period:
             return
@@ -27,8 +27,8 @@ class StatusLine:
         src = " ".join(f"{p.azimuth_deg:+.0f}/{p.elevation_deg:+.0f}" for p in peaks[:3]) or "-"
         bad = " ".join(f"{k}:{v}" for k, v in sorted(flags.items())) or "ok"
         line = (f"{rate:6.1f} updates/s  cpu {load:5.1f}%  dropped {dropped}  overflows {overflows}  "
-                f"input {bad}  sources(az/el) {src}")
-        self.stream.write("\r" + line[:150].ljust(150))
+                f"input {bad}  sources(az/el) {src}{extra}")
+        self.stream.write("\r" + line[:170].ljust(170))
         self.stream.flush()
         self.shown = True
 

@@ -1,0 +1,1 @@
+"""Fusion of the acoustic map with the camera picture."""

@@ -1,0 +1,107 @@
+"""The acoustic camera picture: the heatmap colour-mapped and blended onto the camera frame,
+the sources marked with their power, and a one-line status.
+
+For a camera-registered grid (``camera:BLOCK``) the map already lies on the picture: the
+(rows, cols) map is resized to the frame with bilinear interpolation, which puts each cell's
+value on its block's centre pixel. Any other grid is looked up per pixel block (nearest cell
+to the block's direction); blocks outside a half-space grid stay clear.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ..geometry.grids import camera_grid, to_unit
+
+STALE_FRAME_S = 0.5  # a frame further than this from the update is not shown: the camera is lost
+
+
+class Overlay:
+    """Draws heatmaps on frames of one camera.
+
+    Parameters
+    ----------
+    grid : Grid
+        The localizer's grid.
+    camera : Camera
+    extrinsics : Extrinsics
+    distance : float or None
+        Assumed source distance for parallax (metres).
+    alpha : float
+        Opacity of the hottest colour; cooler cells fade out so the picture shows through.
+    """
+
+    def __init__(self, grid, camera, extrinsics, distance=None, alpha=0.6, block=8):
+        import cv2
+
+        self.camera, self.extrinsics, self.distance = camera, extrinsics, distance
+        self.alpha = float(alpha)
+        self.size = (camera.width, camera.height)
+        d = grid.definition or {}
+        if d.get("type") == "camera" and (d["width"], d["height"]) == self.size:
+            self.shape = grid.shape
+            self._cell = None
+        else:
+            blocks = camera_grid(camera, extrinsics, block, distance)
+            _, cell = cKDTree(grid.directions).query(blocks.directions)
+            self._cell = cell.astype(np.int64)
+            ok = np.isfinite(blocks.directions).all(axis=1)
+            if grid.half_space is not None:
+                ok &= blocks.directions @ grid.half_space >= -1e-9
+            # off-grid blocks: cells further than two spacings from any grid direction
+            gap = np.rad2deg(np.arccos(np.clip(np.sum(grid.directions[self._cell] * blocks.directions, 1), -1, 1)))
+            self._clear = ~(ok & (gap <= 2 * grid.spacing_deg + 1e-9))
+            self.shape = blocks.shape
+        self._colormap = cv2.COLORMAP_INFERNO
+        self._canvas = np.zeros((camera.height, camera.width, 3), np.uint8)
+        self._blank = np.full((camera.height, camera.width, 3), 40, np.uint8)
+
+    def map_image(self, values: np.ndarray) -> np.ndarray:
+        """The map on the overlay's (rows, cols) block raster, float32."""
+        if self._cell is None:
+            return values.reshape(self.shape).astype(np.float32, copy=False)
+        img = values[self._cell].astype(np.float32)
+        img[self._clear] = 0.0
+        return img.reshape(self.shape)
+
+    def peak_pixels(self, peaks) -> list:
+        """(u, v) of each peak on the image, NaN when out of view."""
+        out = []
+        for p in peaks:
+            d = self.extrinsics.to_camera(to_unit(p.azimuth_deg, p.elevation_deg)[None, :], self.distance)
+            u, v = self.camera.project(d)
+            inside = np.isfinite(u[0]) and 0 <= u[0] < self.size[0] and 0 <= v[0] < self.size[1]
+            out.append((float(u[0]), float(v[0])) if inside else (np.nan, np.nan))
+        return out
+
+    def render(self, frame, heatmap, status_text: str = "") -> np.ndarray:
+        """BGR uint8 (height, width, 3): ``frame`` (VideoFrame, or None when there is no
+        current frame: a grey picture saying so) with ``heatmap`` on it."""
+        import cv2
+
+        w, h = self.size
+        img = self._canvas
+        live = frame is not None and frame.image.shape[:2] == (h, w)
+        img[:] = frame.image if live else self._blank
+        m = self.map_image(heatmap.values)
+        lo, hi = float(np.median(m)), float(m.max())
+        if hi > lo:
+            level = cv2.resize(np.clip((m - lo) / (hi - lo), 0, 1), (w, h), interpolation=cv2.INTER_LINEAR)
+            colour = cv2.applyColorMap((level * 255).astype(np.uint8), self._colormap)
+            a = (self.alpha * level)[..., None]
+            img[:] = (img * (1 - a) + colour * a).astype(np.uint8)
+        for k, ((u, v), p) in enumerate(zip(self.peak_pixels(heatmap.peaks), heatmap.peaks)):
+            if not np.isfinite(u):
+                continue
+            c = (int(round(u)), int(round(v)))
+            cv2.drawMarker(img, c, (255, 255, 255), cv2.MARKER_CROSS, 22, 2, cv2.LINE_AA)
+            cv2.circle(img, c, 16, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(img, f"{k + 1}: {p.power:.2f}", (c[0] + 18, c[1] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+        if not live:
+            cv2.putText(img, "no camera frame", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 255), 2, cv2.LINE_AA)
+        if status_text:
+            cv2.rectangle(img, (0, h - 22), (w - 1, h - 1), (0, 0, 0), -1)
+            cv2.putText(img, status_text[:120], (6, h - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
+                        cv2.LINE_AA)
+        return img.copy()
