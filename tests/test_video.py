@@ -90,11 +90,11 @@ def test_camera_grid_cells_look_where_their_pixels_are(intrinsics):
 
 # --- the synthetic camera and the overlay --------------------------------------------------
 
-@pytest.mark.parametrize("intrinsics", [None, "example_fisheye.yaml"])
+@pytest.mark.parametrize("intrinsics", [None, "example_fisheye.yaml", "example_equirectangular.yaml"])
 def test_heatmap_peak_lands_on_the_object(intrinsics):
     """A steady source: its object's centroid in the rendered frame (found by colour) and the
     heatmap's peak on the overlay agree within a few pixels, update by update, for the built-in
-    distorted pinhole and for a fisheye."""
+    distorted pinhole, a fisheye and a 360-degree camera."""
     o = {"duration": 2.0, "source.scene": SCENE}
     if intrinsics:
         o["camera.intrinsics"] = str(ROOT / "calibration" / intrinsics)

@@ -139,7 +139,8 @@ def fov_grid(h_deg: float, v_deg: float, cols: int, rows: int, spec: str | None 
                 _neighbors(dirs, 8), (rows, cols), float(spacing), None, definition)
 
 
-def camera_grid(camera, extrinsics, block: float, distance: float | None = None, spec: str | None = None) -> Grid:
+def camera_grid(camera, extrinsics, block: float, distance: float | None = None, spec: str | None = None,
+                half_space: np.ndarray | None = None) -> Grid:
     """A grid whose cells are the pixel blocks of ``camera``'s image (see the module doc).
 
     Cell (row, col) looks along the ray of pixel ``((col + 0.5) * width / cols - 0.5,
@@ -164,6 +165,8 @@ def camera_grid(camera, extrinsics, block: float, distance: float | None = None,
     rays[~valid] = behind / np.linalg.norm(behind) + spread[~valid]
     rays /= np.linalg.norm(rays, axis=1, keepdims=True)
     dirs = np.ascontiguousarray(extrinsics.to_array(rays, distance))
+    if half_space is not None:
+        valid &= dirs @ np.asarray(half_space, float) >= 0.0
     # spacing: the larger angle between horizontal and vertical neighbours, at the centre
     centre = dirs.reshape(rows, cols, 3)[rows // 2]
     h = angular_distance_deg(centre[cols // 2], centre[min(cols // 2 + 1, cols - 1)])
@@ -199,7 +202,8 @@ def parse_grid(spec: str, array=None, view=None) -> Grid:
         if not 1 <= block <= min(cam.width, cam.height) / 2:
             raise ConfigError(f"grid '{spec}': BLOCK must be within 1..{min(cam.width, cam.height) // 2} pixels "
                               f"for a {cam.width}x{cam.height} camera")
-        return camera_grid(view[0], view[1], block, view[2], spec)
+        return camera_grid(view[0], view[1], block, view[2], spec,
+                           array.facing if array is not None and array.planar else None)
     m = _SPHERE.match(spec)
     if m:
         n = int(m.group(2))
