@@ -291,7 +291,7 @@ def cmd_run(args) -> int:
         from .sinks.zmq_sink import ZmqSink
 
         sinks.append(ZmqSink(cfg.zmq.endpoint, cfg.zmq.hwm, cfg.zmq.curve_secret_key, cfg.zmq.curve_clients,
-                             cfg.ros.frame_id))
+                             cfg.ros.frame_id, cfg.zmq.overlay_quality, cfg.ros.camera_frame_id))
         print(f"avstream: ZeroMQ stream on {cfg.zmq.endpoint} (check it: avstream echo {cfg.zmq.endpoint})",
               file=sys.stderr)
     if cfg.ros.publish:

@@ -205,9 +205,11 @@ class ZmqConfig:
     hwm: int = 2  # send high-water mark: a slow subscriber loses messages, the pipeline never waits
     curve_secret_key: Optional[str] = None  # server certificate (.key_secret): CURVE encryption
     curve_clients: Optional[str] = None  # folder of allowed client public keys: authentication
+    overlay_quality: int = 80  # JPEG quality of the overlay picture on topic avstream/overlay; 0 = not sent
 
     def validate(self, key):
         _check(1 <= self.hwm <= 100000, f"{key}.hwm", "must be within 1..100000")
+        _check(0 <= self.overlay_quality <= 100, f"{key}.overlay_quality", "must be within 0..100")
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def _run_rclpy(argv) -> int:  # pragma: no cover - needs a ROS 2 installation
                        qos=cfg.ros.qos)]
     if cfg.zmq.endpoint:
         sinks.append(ZmqSink(cfg.zmq.endpoint, cfg.zmq.hwm, cfg.zmq.curve_secret_key, cfg.zmq.curve_clients,
-                             cfg.ros.frame_id))
+                             cfg.ros.frame_id, cfg.zmq.overlay_quality, cfg.ros.camera_frame_id))
     pipe = Pipeline(cfg, sinks)
     spin = threading.Thread(target=rclpy.spin, args=(node,), daemon=True)
     spin.start()

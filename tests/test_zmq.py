@@ -167,3 +167,39 @@ def test_bad_endpoints_and_keys(tmp_path, certs):
     assert p.returncode == 2 and str(bad) in p.stderr and "Traceback" not in p.stderr, p.stderr
     p = run_cli("run", "--duration", "1", "--zmq-secret-key", keys / "server.key", "--no-status")
     assert p.returncode == 2 and "secret" in p.stderr  # the public half only
+
+
+def test_overlay_picture_on_its_own_topic(tmp_path):
+    """With a camera, the overlay goes out as JPEG on avstream/overlay beside the heatmap: a
+    subscriber (this process; the run is another) decodes full pictures with the frame's stamp,
+    and a heatmap-only subscriber never sees them."""
+    from avstream.sinks.zmq_sink import TOPIC_HEATMAP, TOPIC_OVERLAY, decode, subscribe
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    both = subscribe(endpoint, topics=(TOPIC_HEATMAP, TOPIC_OVERLAY))
+    heat_only = subscribe(endpoint)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.Popen([sys.executable, "-m", "avstream", "run", "--duration", "3", "--zmq", endpoint, "--no-ros",
+                            "--no-status", "--no-overlay"], env=env, cwd=str(tmp_path),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    got = {TOPIC_HEATMAP: [], TOPIC_OVERLAY: []}
+    only = []
+    deadline = time.monotonic() + 60
+    while run.poll() is None and time.monotonic() < deadline:
+        if both.poll(100):
+            frames = both.recv_multipart()
+            got[frames[0]].append(decode(frames))
+        while heat_only.poll(0):
+            only.append(heat_only.recv_multipart()[0])
+    assert run.wait(30) == 0, run.stderr.read()
+    both.close()
+    heat_only.close()
+    overlays = got[TOPIC_OVERLAY]
+    assert len(overlays) >= 10 and len(got[TOPIC_HEATMAP]) >= 10
+    for header, picture in overlays:
+        assert header["format"] == "jpeg" and header["shape"] == [480, 640, 3]
+        assert picture.shape == (480, 640, 3) and header["frame_id"] == "camera_optical"
+        assert header["stamp"] > 1e9
+    heat_seqs = {h["seq"] for h, _ in got[TOPIC_HEATMAP]}
+    assert {h["seq"] for h, _ in overlays} & heat_seqs  # the same updates
+    assert only and set(only) == {TOPIC_HEATMAP}

@@ -12,6 +12,16 @@ the stream start), ``seq``, ``frame_id``, ``dtype`` ("<f4"), ``shape`` ([rows, c
 elevation_deg, power) and ``flags``. Send high-water marks are small, so a slow or dead
 subscriber loses messages instead of slowing the pipeline (PUB never blocks).
 
+With a camera, a second message per update carries the overlay picture (the map drawn on the
+frame) as JPEG::
+
+    frame 0  topic    b"avstream/overlay\0"
+    frame 1  header   JSON: ``stamp`` (the frame's capture time), ``t``, ``seq`` (the heatmap's),
+                      ``frame_id`` (camera optical frame), ``format`` ("jpeg"), ``shape`` [h, w, 3]
+    frame 2  payload  JPEG bytes (BGR when decoded by OpenCV)
+
+Subscribers choose by topic prefix; ``zmq.overlay_quality: 0`` turns the overlay off.
+
 Optional CURVE encryption: the server's secret key file (from ``zmq.auth.create_certificates``)
 and, for client authentication, a folder of allowed client public key files.
 """
@@ -25,6 +35,7 @@ from ..geometry.grids import ImageLayout
 from .base import Sink
 
 TOPIC_HEATMAP = b"avstream/heatmap\0"
+TOPIC_OVERLAY = b"avstream/overlay\0"
 
 
 def load_key_file(path, secret: bool, option: str):
@@ -61,10 +72,11 @@ class ZmqSink(Sink):
     """
 
     def __init__(self, endpoint="tcp://127.0.0.1:5556", hwm=2, curve_secret_key=None, curve_clients=None,
-                 frame_id="mic_array"):
+                 frame_id="mic_array", overlay_quality=80, camera_frame_id="camera_optical"):
         import zmq
 
         self.endpoint, self.frame_id = endpoint, frame_id
+        self.overlay_quality, self.camera_frame_id = int(overlay_quality), camera_frame_id
         self._auth = None
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.PUB)
@@ -111,6 +123,24 @@ class ZmqSink(Sink):
             self.sent += 1
         except zmq.Again:  # no peer can take it now: drop, never wait
             pass
+        if heatmap.overlay is not None and self.overlay_quality > 0:
+            self._send_overlay(heatmap)
+
+    def _send_overlay(self, heatmap):
+        import cv2
+        import zmq
+
+        ok, jpeg = cv2.imencode(".jpg", heatmap.overlay, [cv2.IMWRITE_JPEG_QUALITY, self.overlay_quality])
+        if not ok:
+            return
+        stamp = heatmap.frame.stamp if heatmap.frame is not None else heatmap.stamp
+        header = {"stamp": stamp, "t": heatmap.t, "seq": heatmap.seq, "frame_id": self.camera_frame_id,
+                  "format": "jpeg", "shape": list(heatmap.overlay.shape)}
+        try:
+            self.sock.send_multipart([TOPIC_OVERLAY, json.dumps(header).encode(), jpeg.tobytes()], flags=zmq.NOBLOCK)
+            self.sent += 1
+        except zmq.Again:
+            pass
 
     def close(self, summary):
         self.close_socket()
@@ -123,8 +153,8 @@ class ZmqSink(Sink):
         self.ctx.term()
 
 
-def subscribe(endpoint, server_key=None, client_key=None, hwm=4):
-    """A SUB socket on the heatmap topic (CURVE when the server's public key is given)."""
+def subscribe(endpoint, server_key=None, client_key=None, hwm=4, topics=(TOPIC_HEATMAP,)):
+    """A SUB socket on the heatmap topic, or ``topics`` (CURVE when the server's public key is given)."""
     import zmq
 
     ctx = zmq.Context.instance()
@@ -144,14 +174,20 @@ def subscribe(endpoint, server_key=None, client_key=None, hwm=4):
         sock.connect(endpoint)
     except zmq.ZMQError as exc:
         raise ConfigError(f"{endpoint}: cannot connect ({exc})") from None
-    sock.setsockopt(zmq.SUBSCRIBE, TOPIC_HEATMAP)
+    for topic in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, topic)
     return sock
 
 
 def decode(frames):
-    """(header dict, image ndarray) from a received multipart heatmap message."""
+    """(header dict, image ndarray) from a received heatmap message, or from an overlay message
+    (a BGR uint8 picture)."""
     import numpy as np
 
     header = json.loads(frames[1])
+    if frames[0] == TOPIC_OVERLAY:
+        import cv2
+
+        return header, cv2.imdecode(np.frombuffer(frames[2], np.uint8), cv2.IMREAD_COLOR)
     image = np.frombuffer(frames[2], dtype=header["dtype"]).reshape(header["shape"])
     return header, image
