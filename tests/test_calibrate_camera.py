@@ -163,15 +163,16 @@ def test_channels_mirrored_board_in_simulation():
 
 # --- direction-pixel pairs from impulsive events ---------------------------------------------
 
-def test_events_to_extrinsics(tmp_path):
-    """Clicks from 10 directions (pyroomacoustics room) and a video in which an LED lights where
-    each click's source is, seen through a known rotation: calibrate events pairs them, and
-    calibrate extrinsics recovers the rotation within 2 degrees."""
+@pytest.fixture(scope="module")
+def clicks(tmp_path_factory):
+    """Clicks from 10 directions in a pyroomacoustics room (UMA-16), and a 30 fps video in which
+    an LED lights for 100 ms at each click's pixel, seen through a known rotation."""
     import pyroomacoustics as pra
     from scipy.spatial.transform import Rotation
 
     from avstream.geometry.arrays import load_array
 
+    d = tmp_path_factory.mktemp("clicks")
     arr = load_array("minidsp_uma16")
     fs = 16000
     rng = np.random.default_rng(4)
@@ -181,7 +182,7 @@ def test_events_to_extrinsics(tmp_path):
     room = pra.ShoeBox([6.0, 5.0, 3.2], fs=fs, materials=pra.Material(pra.inverse_sabine(0.25, [6, 5, 3.2])[0]),
                        max_order=8)
     centre = np.array([3.0, 2.5, 1.2])
-    times, dirs = [], []
+    times, pixels = [], []
     for k in range(10):
         while True:
             az, el = rng.uniform(-180, 180), rng.uniform(45, 80)
@@ -194,30 +195,59 @@ def test_events_to_extrinsics(tmp_path):
         click[:80] = rng.standard_normal(80) * np.exp(-np.arange(80) / 20)
         room.add_source(centre + 1.2 * to_unit(az, el), signal=click, delay=t)
         times.append(t)
-        dirs.append((az, el))
+        pixels.append((float(u[0]), float(v[0])))
     room.add_microphone_array(pra.MicrophoneArray(arr.positions.T + centre[:, None], fs))
     room.simulate(snr=30)
     x = room.mic_array.signals[:, : int(8.0 * fs)]
-    sf.write(tmp_path / "clicks.wav", (x / np.abs(x).max() * 0.5).T, fs)
-    # the video: 30 fps, an LED lit for 100 ms at each click's pixel through R_true
-    video = cv2.VideoWriter(str(tmp_path / "clicks.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30, (cam.width, cam.height))
+    sf.write(d / "clicks.wav", (x / np.abs(x).max() * 0.5).T, fs)
+    video = cv2.VideoWriter(str(d / "clicks.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30, (cam.width, cam.height))
     for f in range(int(8.0 * 30)):
         img = np.full((cam.height, cam.width, 3), 60, np.uint8)
-        for t, (az, el) in zip(times, dirs):
+        for t, (u, v) in zip(times, pixels):
             if t <= f / 30 < t + 0.1:
-                u, v = cam.project((R_true @ to_unit(az, el))[None])
-                cv2.circle(img, (int(round(u[0] * 4)), int(round(v[0] * 4))), 4 * 4, (255, 255, 255), -1, cv2.LINE_AA, 2)
+                cv2.circle(img, (int(round(u * 4)), int(round(v * 4))), 4 * 4, (255, 255, 255), -1, cv2.LINE_AA, 2)
         video.write(img)
     video.release()
+    return d, times, pixels, R_true
+
+
+def _rotation_error(ext_path, R_true):
+    R = load_extrinsics(ext_path).rotation
+    return float(np.rad2deg(np.arccos(np.clip((np.trace(R.T @ R_true) - 1) / 2, -1, 1))))
+
+
+def test_events_to_extrinsics(clicks, tmp_path):
+    """calibrate events pairs every click with its LED, and calibrate extrinsics recovers the
+    rotation within 2 degrees."""
+    d, _, _, R_true = clicks
     pairs = tmp_path / "pairs.csv"
-    p = run_cli("calibrate", "events", tmp_path / "clicks.wav", "--array", "minidsp_uma16", "--video",
-                tmp_path / "clicks.avi", "--out", pairs)
+    p = run_cli("calibrate", "events", d / "clicks.wav", "--array", "minidsp_uma16", "--video", d / "clicks.avi",
+                "--out", pairs)
     assert p.returncode == 0, p.stderr
     assert "10 events, 10 with a pixel" in p.stderr
     out = tmp_path / "ext.yaml"
     p = run_cli("calibrate", "extrinsics", "--pairs", pairs, "--camera", ROOT / "calibration" / "example_pinhole.yaml",
                 "--out", out)
     assert p.returncode == 0, p.stderr
-    R = load_extrinsics(out).rotation
-    err = np.rad2deg(np.arccos(np.clip((np.trace(R.T @ R_true) - 1) / 2, -1, 1)))
-    assert err < 2.0, err
+    assert _rotation_error(out, R_true) < 2.0
+
+
+def test_events_with_clicked_pixels(clicks, tmp_path):
+    """Pixels given by hand (a CSV time_s,u,v, times off by up to 0.1 s) pair the same way."""
+    d, times, pixels, R_true = clicks
+    csv_path = tmp_path / "clicks.csv"
+    csv_path.write_text("time_s,u,v\n" + "".join(f"{t + 0.1:.2f},{u:.1f},{v:.1f}\n" for t, (u, v) in zip(times, pixels)))
+    pairs = tmp_path / "pairs.csv"
+    p = run_cli("calibrate", "events", d / "clicks.wav", "--array", "minidsp_uma16", "--pixels", csv_path,
+                "--out", pairs)
+    assert p.returncode == 0 and "10 with a pixel" in p.stderr, p.stderr
+    out = tmp_path / "ext.yaml"
+    p = run_cli("calibrate", "extrinsics", "--pairs", pairs, "--camera", ROOT / "calibration" / "example_pinhole.yaml",
+                "--out", out)
+    assert p.returncode == 0 and _rotation_error(out, R_true) < 2.0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time_s,u,v\n1.0,2.0\n")
+    p = run_cli("calibrate", "events", d / "clicks.wav", "--array", "minidsp_uma16", "--pixels", bad, "--out", pairs)
+    assert p.returncode == 2 and "line 2" in p.stderr and "Traceback" not in p.stderr
+    p = run_cli("calibrate", "events", d / "clicks.wav", "--array", "minidsp_uma16", "--out", pairs)
+    assert p.returncode == 2 and "--video" in p.stderr
