@@ -227,16 +227,20 @@ def _table(rows):
 # --- publishing cost ------------------------------------------------------------------------
 
 def bench_publish(quick=False):
-    """Cost of serialising and sending one heatmap per transport, at 64x48 and 640x480.
+    """Cost of serialising and sending one heatmap per transport, at 64x48 and 640x480, and of
+    one update with a 640x480 camera overlay (its drawing included).
 
     No subscriber is connected (the cost a node pays whatever the listeners do). The reference
     row is cyclonedds' ordinary DataWriter.write of the same Image (per-element Python
-    serialisation of the uint8 sequence), which avstream's DDS path replaces.
+    serialisation of the uint8 sequence), which avstream's DDS path replaces; for the overlay
+    case, of the bgr8 overlay image.
     """
     import tempfile
 
-    from .frames import Heatmap, Peak
-    from .geometry.grids import fov_grid
+    from .frames import Heatmap, Peak, VideoFrame
+    from .fusion.overlay import Overlay
+    from .geometry.camera import default_camera, default_extrinsics
+    from .geometry.grids import camera_grid, fov_grid
     from .sinks.dds_sink import DdsSink
     from .sinks.mcap_sink import McapSink
     from .sinks.zmq_sink import ZmqSink
@@ -244,14 +248,30 @@ def bench_publish(quick=False):
     rows = []
     n = 20 if quick else 100
     tmp = tempfile.mkdtemp(prefix="avstream-bench-")
-    for cols, rws in [(64, 48), (640, 480)]:
-        grid = fov_grid(90.0, 70.0, cols, rws)
-        meta = {"grid_object": grid}
+    cam, ext = default_camera(), default_extrinsics()
+    for case in ["64x48", "640x480", "overlay"]:
+        if case == "overlay":
+            grid = camera_grid(cam, ext, 10, 3.0)
+            label_size = "64x48 + 640x480 overlay"
+        else:
+            cols, rws = (int(v) for v in case.split("x"))
+            grid = fov_grid(90.0, 70.0, cols, rws)
+            label_size = case
+        meta = {"grid_object": grid, "camera": cam if case == "overlay" else None}
         rng = np.random.default_rng(0)
         maps = [Heatmap(rng.random(grid.n_dirs, dtype=np.float32), 0.0, 1.7e9 + k / 15.0, k,
-                        [Peak(10.0, 5.0, 0.8), Peak(-40.0, 12.0, 0.4)], set()) for k in range(n)]
+                        [Peak(10.0, 60.0, 0.8), Peak(-40.0, 72.0, 0.4)], set()) for k in range(n)]
+        overlay = Overlay(grid, cam, ext, 3.0) if case == "overlay" else None
+        picture = rng.integers(0, 255, (cam.height, cam.width, 3), dtype=np.uint8)
         for m in maps:
             m.status = {"updates": m.seq, "dropped_blocks": 0, "overflows": 0}
+            if overlay is not None:
+                m.frame = VideoFrame(picture, m.stamp, m.seq)
+        if overlay is not None:  # drawing the overlay is part of what each update costs
+            t0 = time.perf_counter()
+            for m in maps:
+                m.overlay = overlay.render(m.frame, m, "15.6 updates/s  latency 80 ms  video +3 ms")
+            rows.append((label_size, "drawing the overlay (fusion.overlay)", (time.perf_counter() - t0) / n))
         sinks = [("ROS 2 / DDS (avstream: rosbags CDR + raw write)", lambda: DdsSink()),
                  ("ZeroMQ PUB", lambda: ZmqSink(f"ipc://{tmp}/bench.sock")),
                  ("MCAP file", lambda: McapSink(f"{tmp}/bench.mcap"))]
@@ -264,13 +284,19 @@ def bench_publish(quick=False):
                 sink.write(m)
             dt = (time.perf_counter() - t0) / n
             sink.close({})
-            rows.append((f"{cols}x{rws}", label, dt))
-        rows.append((f"{cols}x{rws}", "cyclonedds DataWriter.write (reference)",
-                     _plain_cyclonedds_write(maps, rws, cols, max(3, n // 10))))
+            rows.append((label_size, label, dt))
+        if overlay is None:
+            payload, encoding, (h, w), step = [m.values.astype("<f4").view(np.uint8) for m in maps], "32FC1", \
+                grid.shape, 4 * grid.shape[1]
+        else:
+            payload, encoding, (h, w), step = [m.overlay.reshape(-1) for m in maps], "bgr8", \
+                (cam.height, cam.width), 3 * cam.width
+        rows.append((label_size, "cyclonedds DataWriter.write (reference)",
+                     _plain_cyclonedds_write(payload, h, w, step, encoding, max(3, n // 10))))
     return rows
 
 
-def _plain_cyclonedds_write(maps, h, wd, n):
+def _plain_cyclonedds_write(payloads, h, wd, step, encoding, n):
     """One Image through cyclonedds' own serializer (every byte a Python int in a list)."""
     from cyclonedds.domain import DomainParticipant
     from cyclonedds.pub import DataWriter
@@ -287,10 +313,9 @@ def _plain_cyclonedds_write(maps, h, wd, n):
     dp = DomainParticipant(domain_id())
     w = DataWriter(dp, Topic(dp, "rt/avstream_bench/plain", Img))
     t0 = time.perf_counter()
-    for m in maps[:n]:
-        data = list(m.values.astype("<f4").view(np.uint8))
+    for data in payloads[:n]:
         w.write(Img(header=Header(stamp=Time(sec=1, nanosec=0), frame_id="mic_array"), height=h, width=wd,
-                    encoding="32FC1", is_bigendian=0, step=4 * wd, data=data))
+                    encoding=encoding, is_bigendian=0, step=step, data=list(data)))
     return (time.perf_counter() - t0) / n
 
 
@@ -298,6 +323,6 @@ def _publish_table(rows):
     ref = {size: t for size, label, t in rows if "reference" in label}
     lines = ["| image | transport | ms per heatmap | vs cyclonedds DataWriter.write |", "|---|---|---:|---:|"]
     for size, label, t in rows:
-        ratio = "-" if "reference" in label else f"{ref[size] / t:,.0f}x faster"
+        ratio = "-" if "reference" in label or "drawing" in label else f"{ref[size] / t:,.0f}x faster"
         lines.append(f"| {size} | {label} | {t * 1e3:.3f} | {ratio} |")
     return "\n".join(lines)

@@ -54,6 +54,21 @@ def test_chessboard_recovers_the_intrinsics(board_folder, tmp_path):
     assert np.max(np.hypot(u1 - u2, v1 - v2)) < 1.5
 
 
+def test_views_from_a_video(board_folder, tmp_path):
+    """The same views as a video file (Motion JPEG), every frame a view."""
+    video = tmp_path / "board.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, SIZE)
+    for f in sorted(board_folder.glob("*.png")):
+        w.write(cv2.imread(str(f)))
+    w.release()
+    out = tmp_path / "cam.yaml"
+    p = run_cli("calibrate", "camera", "--video", video, "--step", "1", "--out", out)
+    assert p.returncode == 0, p.stderr
+    assert "14 views, 3 skipped" in p.stderr
+    cam = load_camera(out)
+    assert abs(cam.K[0, 0] / 600.0 - 1) < 0.01 and abs(cam.K[1, 1] / 605.0 - 1) < 0.01
+
+
 def test_fisheye_model(tmp_path):
     K = np.array([[300.0, 0.0, 320.0], [0.0, 300.0, 240.0], [0.0, 0.0, 1.0]])
     D = np.array([0.05, -0.02, 0.004, -0.001])
