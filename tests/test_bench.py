@@ -19,4 +19,13 @@ def test_bench_publishing_rows():
     assert p.returncode == 0, p.stderr
     rows = [line for line in p.stdout.splitlines() if line.startswith("| 64x48") or line.startswith("| 640x480")]
     labels = {r.split("|")[2].strip() for r in rows}
-    assert len(rows) == 8 and any("DDS" in x for x in labels) and "MCAP file" in labels and "ZeroMQ PUB" in labels
+    # heatmaps at two sizes (3 transports + reference each), then an update with a camera
+    # overlay (its drawing, 3 transports, reference)
+    assert len(rows) == 13 and any("DDS" in x for x in labels) and "MCAP file" in labels and "ZeroMQ PUB" in labels
+    overlay = [r for r in rows if "overlay" in r.split("|")[1]]
+    assert len(overlay) == 5 and any("drawing the overlay" in r for r in overlay)
+    for r in rows:  # every transport row is a measured time with its ratio to the reference
+        cells = [c.strip() for c in r.split("|")[1:-1]]
+        assert float(cells[2]) > 0
+        if "reference" not in cells[1] and "drawing" not in cells[1]:
+            assert cells[3].endswith("x faster")
