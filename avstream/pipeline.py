@@ -252,7 +252,10 @@ class Pipeline:
                 else counters["camera_state"]
         if frame is not None:
             frame = self._fit(frame)
-            counters["video_offset_ms"] = round(offset * 1000.0, 1)
+            if frame is None:
+                counters["camera_state"] = "wrong frame size"
+            else:
+                counters["video_offset_ms"] = round(offset * 1000.0, 1)
         hm.frame = frame
         hm.status.update(counters)
         if self.overlay is not None:
@@ -268,7 +271,9 @@ class Pipeline:
             hm.overlay = self.overlay.render(frame, hm, text)
 
     def _fit(self, frame):
-        """Frames must have the calibrated size; a uniformly scaled stream is resized to it."""
+        """Frames must have the calibrated size; a uniformly scaled stream is resized to it.
+        Another aspect ratio (a camera that came back in another mode) cannot be registered:
+        the frame is not used, and the status says why (the size at start is checked earlier)."""
         import cv2
 
         w, h = self.camera.width, self.camera.height
@@ -276,8 +281,7 @@ class Pipeline:
         if (fw, fh) == (w, h):
             return frame
         if abs(fw / fh - w / h) > 0.01 * w / h:
-            raise InputError(f"camera {self.video.core.name} delivers {fw}x{fh} images, camera.intrinsics "
-                             f"is for {w}x{h} (a different aspect ratio: calibrate this mode)")
+            return None
         frame.image = cv2.resize(frame.image, (w, h), interpolation=cv2.INTER_AREA)
         return frame
 

@@ -262,6 +262,34 @@ def test_frame_size_must_match_the_calibration(tmp_path):
                                     "camera.intrinsics": str(ROOT / "calibration" / "example_pinhole.yaml")}))
 
 
+def test_camera_back_in_another_shape_is_skipped_not_fatal(tmp_path):
+    """A looping video file replaced mid-run by one of another aspect ratio (a camera that came
+    back in another mode): its frames cannot be registered, so they are not drawn on, the
+    status and diagnostics say why, and the audio goes on."""
+    clip = write_clip(tmp_path / "clip.mp4", seconds=0.5, fps=20, size=(320, 240))
+    other = write_clip(tmp_path / "other.mp4", seconds=0.5, fps=20, size=(320, 200))
+    cfg = load_config(None, {"duration": 3.0, "camera.source": str(clip), "camera.loop": True,
+                             "camera.retry_s": 0.2})
+    sink = Collect()
+    pipe = Pipeline(cfg, [sink])
+
+    def swap():
+        time.sleep(1.0)
+        shutil.move(other, clip)
+
+    t = threading.Thread(target=swap)
+    t.start()
+    summary = pipe.run()
+    t.join()
+    states = [hm.status["camera_state"] for hm in sink.maps]
+    assert summary["updates"] >= 40 and summary["dropped_blocks"] == 0
+    assert states[0] == "running" and states[-1] == "wrong frame size", states
+    hm = sink.maps[-1]
+    assert hm.frame is None and hm.overlay is not None
+    diag = RosFormatter(pipe.grid).diagnostics_of(hm)
+    assert diag["level"] == 1 and "wrong frame size" in diag["message"]
+
+
 def test_synthetic_camera_needs_the_synthetic_scene(tmp_path):
     with pytest.raises(ConfigError, match="camera.source"):
         load_config(None, {"source.kind": "file", "source.path": "x.wav", "camera.source": "synthetic"})

@@ -208,8 +208,8 @@ class RosFormatter:
         camera = st.get("camera_state", "running")
         if camera not in ("running", "ended") and level < 2:
             level = 1
-            message = (f"camera {camera}, retrying; audio goes on" if message == "ok"
-                       else f"{message}; camera {camera}, retrying")
+            what = f"camera {camera}" + (", retrying" if camera in ("lost", "not found") else "")
+            message = f"{what}; audio goes on" if message == "ok" else f"{message}; {what}"
         if flags & {"nonfinite", "silent"}:
             level, message = 2, "unusable audio: " + ", ".join(sorted(flags & {"nonfinite", "silent"}))
         values = {k: v for k, v in st.items()}
