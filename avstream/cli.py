@@ -175,13 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--threshold-db", type=float, default=12.0, help="onset rise over the background (default 12)")
     ev.add_argument("--out", required=True, help="pairs CSV to write (azimuth_deg,elevation_deg,u,v)")
     ch = calsub.add_parser("channels", help="check an array's channel order, swaps, mirroring and dead channels",
-                           description="From a recording of one source at a known direction: reports dead "
+                           description="From a recording of one source at a known direction (--azimuth, "
+                                       "--elevation), or of each microphone tapped in turn (--taps): reports dead "
                                        "channels, and the wiring (swapped channels, a turned or mirrored board) "
-                                       "that explains the measured delays best. Exit status 1 when problems are "
-                                       "found.")
+                                       "that explains the recording best. Exit status 1 when problems are found.")
     ch.add_argument("audio_file")
     ch.add_argument("--array", required=True, help="array preset or YAML")
-    ch.add_argument("--azimuth", type=float, required=True, help="source azimuth in degrees (array frame)")
+    ch.add_argument("--azimuth", type=float, help="source azimuth in degrees (array frame)")
+    ch.add_argument("--taps", action="store_true",
+                    help="instead of a source at a known direction: the recording has mic 0, 1, ... tapped in turn")
     ch.add_argument("--elevation", type=float, default=0.0, help="source elevation in degrees (default 0)")
     ch.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -496,7 +498,14 @@ def _calibrate_channels(args) -> int:
 
     array = load_array(args.array)
     x, _ = _read_recording(args.audio_file, array)
-    report = check_channels(x, array, args.azimuth, args.elevation)
+    if args.taps:
+        from .calibrate.channels import check_taps
+
+        report = check_taps(x, array)
+    elif args.azimuth is None:
+        raise AvstreamError("calibrate channels: give --azimuth (and --elevation) of the source, or --taps")
+    else:
+        report = check_channels(x, array, args.azimuth, args.elevation)
     print(json.dumps(report.to_dict()) if args.json else format_report(report, array))
     return 0 if report.ok else 1
 

@@ -266,3 +266,46 @@ def test_events_with_clicked_pixels(clicks, tmp_path):
     assert p.returncode == 2 and "line 2" in p.stderr and "Traceback" not in p.stderr
     p = run_cli("calibrate", "events", d / "clicks.wav", "--array", "minidsp_uma16", "--out", pairs)
     assert p.returncode == 2 and "--video" in p.stderr
+
+
+@pytest.fixture(scope="module")
+def taps(tmp_path_factory):
+    """pyroomacoustics: a ReSpeaker 4-mic board whose microphones are tapped in turn (a click
+    1 cm above each mic, twice per mic), in a room."""
+    import pyroomacoustics as pra
+
+    d = tmp_path_factory.mktemp("taps")
+    (d / "array.yaml").write_text(RESPEAKER_REAL_YAML)
+    pos = np.array([[0.02285, 0.02285, 0.005], [-0.02285, 0.02285, 0.005], [-0.02285, -0.02285, 0.005],
+                    [0.02285, -0.02285, 0.005]])
+    fs = 16000
+    rng = np.random.default_rng(2)
+    room = pra.ShoeBox([5.0, 4.0, 3.0], fs=fs, materials=pra.Material(pra.inverse_sabine(0.3, [5, 4, 3])[0]),
+                       max_order=6)
+    centre = np.array([2.5, 2.0, 1.0])
+    for k in range(4):
+        for rep in range(2):
+            tap = np.zeros(int(0.02 * fs))
+            tap[:40] = rng.standard_normal(40) * np.exp(-np.arange(40) / 8)
+            room.add_source(centre + pos[k] + [0, 0, 0.01], signal=tap, delay=0.5 + 0.8 * k + 0.3 * rep)
+    room.add_microphone_array(pra.MicrophoneArray(pos.T + centre[:, None], fs))
+    room.simulate(snr=30)
+    x = room.mic_array.signals[:, : int(4.0 * fs)]
+    return d, (x / np.abs(x).max() * 0.5).T.astype(np.float32), fs
+
+
+def test_channels_by_taps(taps):
+    d, x, fs = taps
+    sf.write(d / "ok.wav", x, fs)
+    p = run_cli("calibrate", "channels", d / "ok.wav", "--array", d / "array.yaml", "--taps")
+    assert p.returncode == 0 and "wiring: as stated" in p.stdout, p.stdout + p.stderr
+    sf.write(d / "swap.wav", x[:, [0, 3, 2, 1]], fs)
+    p = run_cli("calibrate", "channels", d / "swap.wav", "--array", d / "array.yaml", "--taps")
+    assert p.returncode == 1 and "channels 1 and 3 swapped" in p.stdout, p.stdout + p.stderr
+    short = x.copy()
+    short[int(2.0 * fs):] = 0  # mics 2 and 3 never tapped
+    sf.write(d / "short.wav", short, fs)
+    p = run_cli("calibrate", "channels", d / "short.wav", "--array", d / "array.yaml", "--taps")
+    assert p.returncode == 2 and "tap mic 0, then 1" in p.stderr and "Traceback" not in p.stderr
+    p = run_cli("calibrate", "channels", d / "ok.wav", "--array", d / "array.yaml")
+    assert p.returncode == 2 and "--taps" in p.stderr

@@ -8,6 +8,10 @@ rotation or mirror image of the array onto itself (a board mounted turned or fli
 best-fitting wiring is reported when it explains the delays clearly better than the stated
 one. Each candidate may correct the stated direction by up to ``search_deg``.
 
+Without a known direction: tap each microphone in turn (mic 0 first, as the array description
+numbers them). Each tap is loudest on the channel of the tapped microphone, so the order in which
+channels light up is the wiring (``check_taps``).
+
 A wiring change that does not alter any delay for the given direction (for example swapping
 two microphones on a line along which the source lies broadside) cannot be seen from that
 recording; the report lists such look-alikes so a second recording from another direction can
@@ -159,9 +163,14 @@ def format_report(r: ChannelReport, array) -> str:
     if r.dead:
         lines.append(f"dead channels: {', '.join(map(str, r.dead))} (more than {-DEAD_DB:.0f} dB below the others, "
                      "or constant): check the cable, the mic or the channel map")
+    taps = not np.isfinite(r.direction[0])
     if r.wiring == "as stated":
-        lines.append(f"wiring: as stated (delays fit within {r.residual_us:.1f} us RMS, source at az "
+        lines.append("wiring: as stated (each tap was loudest on its own channel)" if taps else
+                     f"wiring: as stated (delays fit within {r.residual_us:.1f} us RMS, source at az "
                      f"{r.direction[0]:+.1f} el {r.direction[1]:+.1f})")
+    elif taps:
+        lines.append(f"wiring: {r.wiring}; channel k carries microphone {r.permutation} "
+                     "(give these mic_channels in the array YAML)")
     else:
         lines.append(f"wiring: {r.wiring}: delays fit within {r.residual_us:.1f} us RMS against "
                      f"{r.stated_residual_us:.1f} us as stated; channel k carries microphone "
@@ -171,3 +180,54 @@ def format_report(r: ChannelReport, array) -> str:
                      + (" ..." if len(r.lookalikes) > 6 else "") + " (record a source from another direction)")
     lines.append("result: " + ("OK" if r.ok else "PROBLEMS FOUND"))
     return "\n".join(lines)
+
+
+def check_taps(x: np.ndarray, array, threshold_db: float = 12.0, window_s: float = 0.03) -> ChannelReport:
+    """Wiring from a recording in which microphones 0, 1, ... were tapped in that order (one or
+    more taps each). Raises InputError when the taps do not cover every live microphone."""
+    from .events import detect_onsets
+
+    if x.shape[0] != array.n_channels:
+        raise InputError(f"the recording has {x.shape[0]} channels but array {array.name} expects "
+                         f"{array.n_channels}")
+    if not np.isfinite(x).all():
+        raise InputError("the recording holds NaN or Inf samples")
+    rate = array.sample_rate or 16000
+    mics = x[list(array.mic_channels)].astype(np.float64)
+    onsets = detect_onsets(mics, rate, threshold_db=threshold_db, min_gap_s=0.15)
+    loudest = []
+    for t in onsets:
+        # the direct sound's peak: a tap 1 cm from a mic is several times louder there than at
+        # the next mic; reflections arrive later and weaker
+        a = max(0, int((t - 0.01) * rate))
+        seg = mics[:, a:a + int((0.01 + window_s) * rate)]
+        if seg.shape[1]:
+            loudest.append(int(np.argmax(np.max(np.abs(seg), axis=1))))
+    order = [m for k, m in enumerate(loudest) if k == 0 or m != loudest[k - 1]]  # repeated taps count once
+    # levels over the taps, relative to the median channel: a dead channel stays silent
+    rms = np.sqrt(np.mean(mics ** 2, axis=1))
+    ref = float(np.median(rms)) or 1.0
+    levels = 20 * np.log10(np.maximum(rms, 1e-12) / ref)
+    dead_mics = [i for i in range(array.n_mics) if levels[i] < DEAD_DB or np.ptp(mics[i]) == 0]
+    live = [i for i in range(array.n_mics) if i not in dead_mics]
+    if sorted(order) != live:
+        raise InputError(f"found {len(order)} tapped microphones in the order {order} (by position on the mic "
+                         f"channels); expected each of the {len(live)} live microphones once, in order: "
+                         "tap mic 0, then 1, ..., with a pause between microphones")
+    # tap k (the k-th live mic) sounded loudest on recorded mic slot order[k]: slot order[k] carries mic live[k]
+    perm = np.arange(array.n_mics)
+    for k, slot in enumerate(order):
+        perm[slot] = live[k]
+    swapped = [i for i in range(array.n_mics) if perm[i] != i]
+    if not swapped:
+        wiring = "as stated"
+    elif len(swapped) == 2:
+        a, b = swapped
+        wiring = f"channels {array.mic_channels[a]} and {array.mic_channels[b]} swapped"
+    else:
+        wiring = "channels reordered: " + ", ".join(f"channel {array.mic_channels[i]} carries mic {perm[i]}"
+                                                    for i in swapped)
+    dead = [int(array.mic_channels[i]) for i in dead_mics]
+    return ChannelReport(ok=not dead and not swapped, dead=dead, levels_db=[round(float(v), 1) for v in levels],
+                         wiring=wiring, permutation=[int(v) for v in perm], residual_us=0.0, stated_residual_us=0.0,
+                         direction=(float("nan"), float("nan")))
