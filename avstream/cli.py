@@ -44,8 +44,9 @@ def _add_common(p, grid_default=None):
                                    "(presets: respeaker_usb_4mic, respeaker_4mic_hat, respeaker_6mic, "
                                    "minidsp_uma8, minidsp_uma16, matrix_voice)")
     p.add_argument("--grid", help="sphere:N (about N directions; the half-space faced by a planar array), "
-                                  "hemisphere:N (z >= 0) or fov:H,V:COLS,ROWS (azimuth/elevation rectangle "
-                                  "centred on +x)")
+                                  "hemisphere:N (z >= 0), fov:H,V:COLS,ROWS (azimuth/elevation rectangle "
+                                  "centred on +x) or camera:BLOCK (one cell per BLOCK-pixel block of the camera "
+                                  "picture); default: camera:10 with a camera, else sphere:2562")
     p.add_argument("--sources", type=int, help="sources reported per update (default 3)")
     p.add_argument("--band", help="band LO,HI in Hz (default 300,6000)")
     p.add_argument("--frame", type=int, help="STFT frame in samples (default 512)")
@@ -191,6 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# `avstream run` flags that set a configuration key to their value ...
+RUN_VALUE_FLAGS = [("source", "source.kind"), ("file", "source.path"), ("device", "source.device"),
+                   ("rate", "source.sample_rate"), ("format", "source.sample_format"), ("jsonl", "output.jsonl"),
+                   ("npz", "output.npz"), ("record", "output.record"), ("zmq", "zmq.endpoint"),
+                   ("zmq_secret_key", "zmq.curve_secret_key"), ("zmq_clients", "zmq.curve_clients"),
+                   ("camera", "camera.source"), ("intrinsics", "camera.intrinsics"),
+                   ("extrinsics", "camera.extrinsics"), ("overlay", "output.overlay")]
+# ... and switches that set one to a fixed value
+RUN_SWITCHES = [("fast", "source.realtime", False), ("no_status", "output.status", False),
+                ("no_ros", "ros.publish", False), ("no_zmq", "zmq.endpoint", None),
+                ("no_camera", "camera.source", "none"), ("camera_optional", "camera.optional", True),
+                ("no_overlay", "output.overlay", None), ("view", "output.view", True)]
+
+
 def _overrides(args, command) -> dict:
     from .config import parse_override
 
@@ -214,56 +229,19 @@ def _overrides(args, command) -> dict:
     if args.update_frames is not None:
         o["localize.update_frames"] = args.update_frames
     if command == "run":
-        if args.source:
-            o["source.kind"] = args.source
+        for flag, key in RUN_VALUE_FLAGS:
+            value = getattr(args, flag)
+            if value is not None and value is not False:
+                o[key] = value
+        for flag, key, value in RUN_SWITCHES:
+            if getattr(args, flag):
+                o[key] = value
         if args.file:
-            o["source.path"] = args.file
             o.setdefault("source.kind", "file")
-        if args.fast:
-            o["source.realtime"] = False
         if args.device is not None:
-            o["source.device"] = args.device
             o.setdefault("source.kind", "device")
-        if args.rate:
-            o["source.sample_rate"] = args.rate
-        if args.format:
-            o["source.sample_format"] = args.format
         if args.duration is not None:
             o["duration"] = None if args.duration == 0 else args.duration
-        if args.jsonl:
-            o["output.jsonl"] = args.jsonl
-        if args.npz:
-            o["output.npz"] = args.npz
-        if args.record:
-            o["output.record"] = args.record
-        if args.no_status:
-            o["output.status"] = False
-        if args.no_ros:
-            o["ros.publish"] = False
-        if args.zmq:
-            o["zmq.endpoint"] = args.zmq
-        if args.no_zmq:
-            o["zmq.endpoint"] = None
-        if args.zmq_secret_key:
-            o["zmq.curve_secret_key"] = args.zmq_secret_key
-        if args.zmq_clients:
-            o["zmq.curve_clients"] = args.zmq_clients
-        if args.camera:
-            o["camera.source"] = args.camera
-        if args.no_camera:
-            o["camera.source"] = "none"
-        if args.intrinsics:
-            o["camera.intrinsics"] = args.intrinsics
-        if args.extrinsics:
-            o["camera.extrinsics"] = args.extrinsics
-        if args.camera_optional:
-            o["camera.optional"] = True
-        if args.overlay:
-            o["output.overlay"] = args.overlay
-        if args.no_overlay:
-            o["output.overlay"] = None
-        if args.view:
-            o["output.view"] = True
     for item in args.set:
         k, v = parse_override(item)
         o[k] = v
@@ -378,8 +356,6 @@ def cmd_bench(args) -> int:
 
 def cmd_echo(args) -> int:
     import time
-
-    import zmq
 
     from .sinks.zmq_sink import decode, subscribe
 

@@ -66,7 +66,7 @@ def test_cli_writes_extrinsics(tmp_path):
 
 @pytest.mark.parametrize("text,needle", [
     ("az,el,u,v\n1,2,3,4\n", "first line must be exactly azimuth_deg,elevation_deg,u,v"),
-    ("azimuth_deg,elevation_deg,u,v\n1,2,x,4\n", "line 2: not four numbers"),
+    ("azimuth_deg,elevation_deg,u,v\n1,2,x,4\n", "line 2: not 4 numbers"),
     ("azimuth_deg,elevation_deg,u,v\n1,2,3,4\n5,6,7,8\n", "at least 3"),
 ])
 def test_bad_pairs_files(tmp_path, text, needle):

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from avstream.calibrate.camera import calibrate_camera, iter_views
-from avstream.errors import InputError
-from avstream.geometry.camera import Camera, Extrinsics, load_camera, load_extrinsics
+from avstream.calibrate.camera import calibrate_camera
+from avstream.geometry.camera import Camera, load_camera, load_extrinsics
 from avstream.geometry.grids import to_unit
 from helpers import RESPEAKER_REAL_YAML, ROOT, run_cli
 from render import board_poses, render_board

@@ -61,6 +61,17 @@ def run_sync(overrides, sinks=None):
     return pipe, sink
 
 
+def run_live_while(overrides, action):
+    """Run the threaded pipeline while ``action`` (in another thread) does something to the camera."""
+    sink = Collect()
+    pipe = Pipeline(load_config(None, overrides), [sink])
+    t = threading.Thread(target=action)
+    t.start()
+    summary = pipe.run()
+    t.join()
+    return pipe, sink, summary
+
+
 # --- the camera-registered grid ---------------------------------------------------------------
 
 @pytest.mark.parametrize("intrinsics", [None, "example_fisheye.yaml"])
@@ -227,10 +238,6 @@ def test_camera_lost_and_restored(tmp_path):
     updates meanwhile say the camera is lost (and the diagnostics warn), and video resumes."""
     clip = write_clip(tmp_path / "clip.mp4", seconds=0.5, fps=20)
     hidden = tmp_path / "hidden.mp4"
-    cfg = load_config(None, {"duration": 6.0, "camera.source": str(clip), "camera.loop": True,
-                             "camera.retry_s": 0.2, "camera.max_offset_s": 0.3, "ros.publish": False})
-    sink = Collect()
-    pipe = Pipeline(cfg, [sink])
 
     def vanish():
         time.sleep(2.0)
@@ -238,10 +245,8 @@ def test_camera_lost_and_restored(tmp_path):
         time.sleep(2.0)
         shutil.move(hidden, clip)
 
-    t = threading.Thread(target=vanish)
-    t.start()
-    summary = pipe.run()
-    t.join()
+    pipe, sink, summary = run_live_while({"duration": 6.0, "camera.source": str(clip), "camera.loop": True,
+                                          "camera.retry_s": 0.2, "camera.max_offset_s": 0.3}, vanish)
     states = [hm.status["camera_state"] for hm in sink.maps]
     assert summary["updates"] >= 90 and summary["dropped_blocks"] == 0
     assert states[0] == "running" and states[-1] == "running", states
@@ -268,19 +273,13 @@ def test_camera_back_in_another_shape_is_skipped_not_fatal(tmp_path):
     status and diagnostics say why, and the audio goes on."""
     clip = write_clip(tmp_path / "clip.mp4", seconds=0.5, fps=20, size=(320, 240))
     other = write_clip(tmp_path / "other.mp4", seconds=0.5, fps=20, size=(320, 200))
-    cfg = load_config(None, {"duration": 3.0, "camera.source": str(clip), "camera.loop": True,
-                             "camera.retry_s": 0.2})
-    sink = Collect()
-    pipe = Pipeline(cfg, [sink])
 
     def swap():
         time.sleep(1.0)
         shutil.move(other, clip)
 
-    t = threading.Thread(target=swap)
-    t.start()
-    summary = pipe.run()
-    t.join()
+    pipe, sink, summary = run_live_while({"duration": 3.0, "camera.source": str(clip), "camera.loop": True,
+                                          "camera.retry_s": 0.2}, swap)
     states = [hm.status["camera_state"] for hm in sink.maps]
     assert summary["updates"] >= 40 and summary["dropped_blocks"] == 0
     assert states[0] == "running" and states[-1] == "wrong frame size", states

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from .tables import read_table
 
 
 @dataclass
@@ -122,27 +122,7 @@ def find_spots(video_path, times_s, video_offset_s=0.0, min_contrast=60.0, settl
 
 def read_pixel_clicks(path) -> np.ndarray:
     """Rows (time_s, u, v) from a CSV with exactly those columns."""
-    p = Path(path)
-    try:
-        fh = open(p, newline="")
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
-    with fh:
-        rows = list(csv.reader(fh))
-    if not rows or [h.strip() for h in rows[0]] != ["time_s", "u", "v"]:
-        raise ConfigError(f"{p}: the first line must be exactly time_s,u,v")
-    out = []
-    for k, row in enumerate(rows[1:], start=2):
-        if not any(x.strip() for x in row):
-            continue
-        try:
-            vals = [float(x) for x in row]
-        except ValueError:
-            raise ConfigError(f"{p}: line {k}: not three numbers: {row}") from None
-        if len(vals) != 3:
-            raise ConfigError(f"{p}: line {k}: expected time_s,u,v, got {row}")
-        out.append(vals)
-    return np.asarray(out).reshape(-1, 3)
+    return read_table(path, ["time_s", "u", "v"])
 
 
 def extract_pairs(x, sample_rate, array, video=None, pixels=None, video_offset_s=0.0, threshold_db=12.0,

@@ -8,14 +8,13 @@ pairs of pairs, the one most pairs agree with (within a threshold) kept and refi
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..geometry.grids import angular_distance_deg, to_unit
+from .tables import read_table
 
 COLUMNS = ["azimuth_deg", "elevation_deg", "u", "v"]
 
@@ -64,28 +63,7 @@ def fit_rotation(a: np.ndarray, c: np.ndarray, threshold_deg: float = 3.0, itera
 
 def read_pairs(path) -> np.ndarray:
     """Rows (azimuth_deg, elevation_deg, u, v) from a CSV with exactly those columns."""
-    p = Path(path)
-    try:
-        fh = open(p, newline="")
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
-    with fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != COLUMNS:
-            raise ConfigError(f"{p}: the first line must be exactly {','.join(COLUMNS)}, got {header}")
-        rows = []
-        for k, row in enumerate(reader, start=2):
-            if not row or all(not x.strip() for x in row):
-                continue
-            try:
-                vals = [float(x) for x in row]
-            except ValueError:
-                raise ConfigError(f"{p}: line {k}: not four numbers: {row}") from None
-            if len(vals) != 4 or not np.isfinite(vals).all():
-                raise ConfigError(f"{p}: line {k}: expected 4 finite numbers, got {row}")
-            rows.append(vals)
-    return np.asarray(rows).reshape(-1, 4)
+    return read_table(path, COLUMNS)
 
 
 def calibrate_extrinsics(pairs_path, camera, threshold_deg=3.0):
