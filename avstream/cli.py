@@ -172,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--array", required=True, help="array preset or YAML")
     ev.add_argument("--video", help="video recorded alongside (starts with the audio, or see --video-offset)")
     ev.add_argument("--pixels", help="CSV time_s,u,v: where each event's source was (clicked by you)")
-    ev.add_argument("--video-offset", type=float, default=0.0, help="seconds the video starts after the audio")
+    ev.add_argument("--video-offset", default="auto",
+                    help="seconds the video starts after the audio, or auto (default): found by lining up "
+                         "the LED flashes with the events")
     ev.add_argument("--threshold-db", type=float, default=12.0, help="onset rise over the background (default 12)")
     ev.add_argument("--out", required=True, help="pairs CSV to write (azimuth_deg,elevation_deg,u,v)")
     ch = calsub.add_parser("channels", help="check an array's channel order, swaps, mirroring and dead channels",
@@ -452,8 +454,16 @@ def _calibrate_events(args) -> int:
 
     array = load_array(args.array)
     x, rate = _read_recording(args.audio_file, array)
-    events = extract_pairs(x[list(array.mic_channels)], rate, array, args.video, args.pixels, args.video_offset,
-                           args.threshold_db)
+    offset = None
+    if args.video_offset != "auto":
+        try:
+            offset = float(args.video_offset)
+        except ValueError:
+            raise AvstreamError(f"--video-offset {args.video_offset}: seconds, or auto") from None
+    events, offset = extract_pairs(x[list(array.mic_channels)], rate, array, args.video, args.pixels, offset,
+                                   args.threshold_db)
+    if args.video and args.video_offset == "auto":
+        print(f"avstream: the video starts {offset:+.3f} s after the audio (from the LED flashes)", file=sys.stderr)
     n = write_pairs(events, args.out)
     for e in events:
         px = f"pixel ({e.u:.1f}, {e.v:.1f})" if e.u == e.u else "no pixel"

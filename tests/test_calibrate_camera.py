@@ -197,6 +197,7 @@ def clicks(tmp_path_factory):
                        max_order=8)
     centre = np.array([3.0, 2.5, 1.2])
     times, pixels = [], []
+    t = 0.1
     for k in range(10):
         while True:
             az, el = rng.uniform(-180, 180), rng.uniform(45, 80)
@@ -204,7 +205,7 @@ def clicks(tmp_path_factory):
             u, v = cam.project(c[None])
             if c[2] > 0 and 30 < u[0] < cam.width - 30 and 30 < v[0] < cam.height - 30:
                 break
-        t = 0.6 + 0.7 * k
+        t += rng.uniform(0.5, 0.9)  # claps come irregularly
         click = np.zeros(int(0.02 * fs))
         click[:80] = rng.standard_normal(80) * np.exp(-np.arange(80) / 20)
         room.add_source(centre + 1.2 * to_unit(az, el), signal=click, delay=t)
@@ -214,14 +215,16 @@ def clicks(tmp_path_factory):
     room.simulate(snr=30)
     x = room.mic_array.signals[:, : int(8.0 * fs)]
     sf.write(d / "clicks.wav", (x / np.abs(x).max() * 0.5).T, fs)
-    video = cv2.VideoWriter(str(d / "clicks.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30, (cam.width, cam.height))
-    for f in range(int(8.0 * 30)):
-        img = np.full((cam.height, cam.width, 3), 60, np.uint8)
-        for t, (u, v) in zip(times, pixels):
-            if t <= f / 30 < t + 0.1:
-                cv2.circle(img, (int(round(u * 4)), int(round(v * 4))), 4 * 4, (255, 255, 255), -1, cv2.LINE_AA, 2)
-        video.write(img)
-    video.release()
+    for name, start in [("clicks.avi", 0.0), ("late.avi", 1.234)]:  # late.avi starts 1.234 s after the audio
+        video = cv2.VideoWriter(str(d / name), cv2.VideoWriter_fourcc(*"MJPG"), 30, (cam.width, cam.height))
+        for f in range(int(8.0 * 30)):
+            img = np.full((cam.height, cam.width, 3), 60, np.uint8)
+            for t, (u, v) in zip(times, pixels):
+                if t <= start + f / 30 < t + 0.1:
+                    cv2.circle(img, (int(round(u * 4)), int(round(v * 4))), 4 * 4, (255, 255, 255), -1,
+                               cv2.LINE_AA, 2)
+            video.write(img)
+        video.release()
     return d, times, pixels, R_true
 
 
@@ -239,11 +242,31 @@ def test_events_to_extrinsics(clicks, tmp_path):
                 "--out", pairs)
     assert p.returncode == 0, p.stderr
     assert "10 events, 10 with a pixel" in p.stderr
+    offset = float(p.stderr.split("the video starts ")[1].split(" s after")[0])
+    assert abs(offset) < 1 / 30, offset  # recorded together: found to start together, within a frame
     out = tmp_path / "ext.yaml"
     p = run_cli("calibrate", "extrinsics", "--pairs", pairs, "--camera", ROOT / "calibration" / "example_pinhole.yaml",
                 "--out", out)
     assert p.returncode == 0, p.stderr
     assert _rotation_error(out, R_true) < 2.0
+
+
+def test_events_with_a_video_started_late(clicks, tmp_path):
+    """A video that started 1.234 s after the audio: the offset is found from the LED flashes
+    (within a frame), the click before the video began gets no pixel, and the other pairs are as
+    good as with a video started in step."""
+    d, times, _, R_true = clicks
+    pairs = tmp_path / "pairs.csv"
+    p = run_cli("calibrate", "events", d / "clicks.wav", "--array", "minidsp_uma16", "--video", d / "late.avi",
+                "--out", pairs)
+    seen = sum(t >= 1.234 for t in times)
+    assert p.returncode == 0 and f"10 events, {seen} with a pixel" in p.stderr, p.stderr
+    offset = float(p.stderr.split("the video starts ")[1].split(" s after")[0])
+    assert abs(offset - 1.234) < 1 / 30, offset
+    out = tmp_path / "ext.yaml"
+    p = run_cli("calibrate", "extrinsics", "--pairs", pairs, "--camera", ROOT / "calibration" / "example_pinhole.yaml",
+                "--out", out)
+    assert p.returncode == 0 and _rotation_error(out, R_true) < 2.0
 
 
 def test_events_with_clicked_pixels(clicks, tmp_path):

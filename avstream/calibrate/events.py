@@ -9,8 +9,9 @@ LED), for ``avstream calibrate extrinsics``.
    video recorded alongside: the brightest new spot (an LED flashing with the click) in the
    frame nearest the event, against the median of the video's frames.
 
-The video and the audio are assumed to start together unless ``video_offset_s`` says by how
-much the video starts later.
+The video and the audio start ``video_offset_s`` apart (the video that much later), or the
+offset is found from the recording itself: the shift that lines the LED's flashes up with the
+events (recorded separately, two files rarely start together).
 """
 from __future__ import annotations
 
@@ -80,44 +81,103 @@ def event_directions(x: np.ndarray, onsets: np.ndarray, array, sample_rate: floa
     return events
 
 
-def find_spots(video_path, times_s, video_offset_s=0.0, min_contrast=60.0, settle_s=0.03) -> list:
-    """(u, v) of the brightest new spot in the frame nearest each time (NaN when none)."""
-    import cv2
+class SpotTrack:
+    """The brightest new spot (an LED) in every frame of a video, against the median frame.
 
-    cap = cv2.VideoCapture(str(video_path))
-    if not cap.isOpened():
-        raise InputError(f"--video {video_path}: cannot open")
-    frames, stamps = [], []
-    try:
+    Two passes over the file, so long videos are not held in memory: the first keeps about 60
+    frames for the median background, the second records per frame its media time, the spot's
+    contrast over the background and its centroid (weighted by contrast, on the largest blob
+    above half the peak).
+    """
+
+    def __init__(self, video_path, min_contrast: float = 60.0):
+        import cv2
+
+        self.path, self.min_contrast = str(video_path), float(min_contrast)
+        cap = self._open()
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 600
+        keep, k = [], 0
         while True:
             ok, img = cap.read()
             if not ok:
                 break
-            stamps.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 + video_offset_s)
-            frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
-    finally:
+            if k % max(1, n // 60) == 0:
+                keep.append(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+            k += 1
         cap.release()
-    if not frames:
-        raise InputError(f"--video {video_path}: no frames")
-    stack = np.stack(frames[:: max(1, len(frames) // 60)])
-    background = np.median(stack, axis=0).astype(np.float32)
-    stamps = np.asarray(stamps)
-    out = []
-    for t in times_s:
-        k = int(np.argmin(np.abs(stamps - (t + settle_s))))
-        diff = cv2.GaussianBlur(frames[k].astype(np.float32) - background, (5, 5), 0)
-        peak = float(diff.max())
-        if peak < min_contrast:
-            out.append((np.nan, np.nan))
-            continue
-        mask = (diff >= 0.5 * peak).astype(np.uint8)
-        n, labels, stats, cents = cv2.connectedComponentsWithStats(mask)
-        best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if n > 1 else 0
-        w = np.where(labels == best, np.maximum(diff, 0), 0)
-        vv, uu = np.nonzero(w)
-        wt = w[vv, uu]
-        out.append((float((uu * wt).sum() / wt.sum()), float((vv * wt).sum() / wt.sum())))
-    return out
+        if not keep:
+            raise InputError(f"--video {video_path}: no frames")
+        background = np.median(np.stack(keep), axis=0).astype(np.float32)
+        rows = []
+        cap = self._open()
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                break
+            t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            diff = cv2.GaussianBlur(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32) - background, (5, 5), 0)
+            peak = float(diff.max())
+            u = v = np.nan
+            if peak >= self.min_contrast:
+                mask = (diff >= 0.5 * peak).astype(np.uint8)
+                n_lab, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+                best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if n_lab > 1 else 0
+                w = np.where(labels == best, np.maximum(diff, 0), 0)
+                vv, uu = np.nonzero(w)
+                wt = w[vv, uu]
+                u, v = float((uu * wt).sum() / wt.sum()), float((vv * wt).sum() / wt.sum())
+            rows.append((t, peak, u, v))
+        cap.release()
+        self.table = np.asarray(rows)  # (n_frames, 4): media time, contrast, u, v
+        self.period = float(np.median(np.diff(self.table[:, 0]))) if len(rows) > 1 else 1 / 30
+
+    def _open(self):
+        import cv2
+
+        cap = cv2.VideoCapture(self.path)
+        if not cap.isOpened():
+            raise InputError(f"--video {self.path}: cannot open")
+        return cap
+
+    def flash_onsets(self) -> np.ndarray:
+        """Media times of the frames where a spot appears (above the contrast, after a frame without)."""
+        lit = self.table[:, 1] >= self.min_contrast
+        first = lit & ~np.concatenate([[False], lit[:-1]])
+        return self.table[first, 0]
+
+    def spot(self, t: float, settle_s: float = 0.03):
+        """(u, v) in the frame nearest media time ``t + settle_s`` (NaN when no spot there, or
+        when the video does not cover that time)."""
+        k = int(np.argmin(np.abs(self.table[:, 0] - (t + settle_s))))
+        if abs(self.table[k, 0] - (t + settle_s)) > self.period:  # before or after the video
+            return np.nan, np.nan
+        return float(self.table[k, 2]), float(self.table[k, 3])
+
+    def estimate_offset(self, audio_onsets: np.ndarray, search_s: float = 10.0) -> tuple[float, int]:
+        """(seconds the video starts after the audio, events matched): the shift that puts the
+        most flash onsets within one frame after an audio onset, then the middle of the shifts
+        that keep every match (each match bounds the offset to one frame period)."""
+        flashes = self.flash_onsets()
+        if len(flashes) == 0 or len(audio_onsets) == 0:
+            raise InputError(f"--video {self.path}: no LED flash found to align the video with the audio "
+                             "(give --video-offset SECONDS)")
+        T = self.period
+        # the flash shows in the first frame at or after its event: flash + offset - onset in [0, T)
+        cands = (audio_onsets[:, None] - flashes[None, :]).ravel()
+        cands = cands[np.abs(cands) <= search_s]
+
+        def lags(offset):
+            lag = flashes[None, :] + offset - audio_onsets[:, None]
+            return np.where((lag >= -1e-9) & (lag < T), lag, np.nan)
+
+        best, best_n = 0.0, -1
+        for c in np.unique(np.round(cands, 4)):
+            n = int(np.sum(np.isfinite(lags(c)).any(axis=1)))
+            if n > best_n:
+                best, best_n = c, n
+        matched = np.nanmin(lags(best)[np.isfinite(lags(best)).any(axis=1)], axis=1)
+        # moving the offset by d keeps every match while d lies in [-min(lag), T - max(lag))
+        return float(best + (T - matched.max() - matched.min()) / 2), best_n
 
 
 def read_pixel_clicks(path) -> np.ndarray:
@@ -126,8 +186,9 @@ def read_pixel_clicks(path) -> np.ndarray:
 
 
 def extract_pairs(x, sample_rate, array, video=None, pixels=None, video_offset_s=0.0, threshold_db=12.0,
-                  min_gap_s=0.3, max_match_s=0.25) -> list:
-    """Events with both a direction and a pixel (pixels from ``video`` or a ``pixels`` CSV)."""
+                  min_gap_s=0.3, max_match_s=0.25) -> tuple[list, float | None]:
+    """(events with a direction and a pixel, the video offset used). Pixels come from ``video``
+    or a ``pixels`` CSV; ``video_offset_s`` None estimates the offset from the LED flashes."""
     if (video is None) == (pixels is None):
         raise ConfigError("calibrate events: give exactly one of --video FILE (LED found automatically) or "
                           "--pixels CSV (time_s,u,v)")
@@ -136,8 +197,11 @@ def extract_pairs(x, sample_rate, array, video=None, pixels=None, video_offset_s
         raise InputError(f"no impulsive events found (none rises {threshold_db:g} dB above the background)")
     events = event_directions(x, onsets, array, sample_rate)
     if video is not None:
-        for e, (u, v) in zip(events, find_spots(video, [e.time_s for e in events], video_offset_s)):
-            e.u, e.v = u, v
+        track = SpotTrack(video)
+        if video_offset_s is None:
+            video_offset_s, _ = track.estimate_offset(np.array([e.time_s for e in events]))
+        for e in events:
+            e.u, e.v = track.spot(e.time_s - video_offset_s)
     else:
         clicks = read_pixel_clicks(pixels)
         for e in events:
@@ -145,7 +209,7 @@ def extract_pairs(x, sample_rate, array, video=None, pixels=None, video_offset_s
                 k = int(np.argmin(np.abs(clicks[:, 0] - e.time_s)))
                 if abs(clicks[k, 0] - e.time_s) <= max_match_s:
                     e.u, e.v = clicks[k, 1], clicks[k, 2]
-    return events
+    return events, video_offset_s
 
 
 def write_pairs(events, path) -> int:
