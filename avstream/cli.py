@@ -281,9 +281,12 @@ def cmd_run(args) -> int:
 
         sinks.append(DdsSink(cfg.ros.namespace, cfg.ros.frame_id, cfg.ros.distro,
                              qos=cfg.ros.qos))
-        print(f"avstream: ROS 2 topics {cfg.ros.namespace}/heatmap, /sources, /markers, /diagnostics on DDS "
-              f"domain {domain_id()} ({cfg.ros.distro} types)", file=sys.stderr)
     pipe = Pipeline(cfg, sinks, status=status)
+    if cfg.ros.publish:
+        camera = "" if pipe.overlay is None else ", /overlay" + (
+            ", /camera_info" if pipe.camera.model != "equirectangular" else "")
+        print(f"avstream: ROS 2 topics {cfg.ros.namespace}/heatmap, /sources, /markers{camera}, /diagnostics on DDS "
+              f"domain {domain_id()} ({cfg.ros.distro} types)", file=sys.stderr)
     if cfg.source.kind == "synthetic":
         scene = ", ".join(f"{s.kind} at az {s.azimuth_deg:+.0f} el {s.elevation_deg:+.0f}"
                           + (f" turning {s.azimuth_rate_deg_s:+.0f} deg/s" if s.azimuth_rate_deg_s else "")

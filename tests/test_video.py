@@ -253,6 +253,10 @@ def test_camera_lost_and_restored(tmp_path):
     lost = [i for i, s in enumerate(states) if s in ("lost", "stale")]
     assert len(lost) >= 10, states
     assert summary["video"]["camera_reconnects"] >= 1
+    # live, the file's frames sit on the audio clock: each update got a frame within about half
+    # a frame period (25 ms at 20 fps) of the middle of its audio window
+    offsets = [abs(hm.status["video_offset_ms"]) for hm in sink.maps if "video_offset_ms" in hm.status]
+    assert len(offsets) >= 50 and np.median(offsets) <= 40, offsets
     # a lost camera shows as "no camera frame" and a WARN diagnostic naming the camera
     hm = sink.maps[lost[len(lost) // 2]]
     assert hm.frame is None and hm.overlay is not None
