@@ -130,6 +130,19 @@ def test_heatmap_peak_lands_on_the_object(intrinsics):
     assert np.median(argmax_errors) <= 10 * scale, np.round(argmax_errors, 1)
 
 
+def test_nothing_lights_up_without_a_source():
+    """Diffuse noise alone leaves the picture almost untouched (no colour, no marks); a source
+    colours it."""
+    quiet = {"sources": [{"kind": "noise", "azimuth_deg": 0.0, "elevation_deg": 80.0, "level_db": -90.0}],
+             "snr_db": -40.0}
+    change = {}
+    for name, scene in [("noise", quiet), ("source", SCENE)]:
+        _, sink = run_sync({"duration": 1.0, "source.scene": scene})
+        change[name] = np.median([np.abs(hm.overlay[:-24].astype(int) - hm.frame.image[:-24]).mean()
+                                  for hm in sink.maps])
+    assert change["noise"] < 0.5 and change["source"] > 4.0, change
+
+
 def test_overlay_from_a_sphere_grid_shows_the_same_place():
     """Any grid can be drawn: a sphere map is looked up per pixel block, and its hottest block
     is on the object too."""

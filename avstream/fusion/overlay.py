@@ -13,7 +13,8 @@ from scipy.spatial import cKDTree
 
 from ..geometry.grids import camera_grid, to_unit
 
-STALE_FRAME_S = 0.5  # a frame further than this from the update is not shown: the camera is lost
+FULL_CONTRAST = 0.2  # map peak over its median (mean PHAT coherence) drawn at full opacity
+MARK_CONTRAST = 0.05  # a peak is marked when it stands this far above the map's median
 
 
 class Overlay:
@@ -28,7 +29,8 @@ class Overlay:
     distance : float or None
         Assumed source distance for parallax (metres).
     alpha : float
-        Opacity of the hottest colour; cooler cells fade out so the picture shows through.
+        Opacity of the hottest colour; cooler cells fade out so the picture shows through, and
+        the whole map fades when its peak stands less than FULL_CONTRAST above its median.
     """
 
     def __init__(self, grid, camera, extrinsics, distance=None, alpha=0.6, block=8):
@@ -89,11 +91,13 @@ class Overlay:
             level = cv2.resize(np.clip((m - lo) / (hi - lo), 0, 1).astype(np.float32), (w, h),
                                interpolation=cv2.INTER_LINEAR)
             colour = cv2.applyColorMap(cv2.convertScaleAbs(level, alpha=255.0), self._colormap)
-            a = cv2.multiply(level, self.alpha)
+            # fade by contrast: diffuse noise alone peaks about 0.01 over the median map value (in
+            # mean PHAT coherence), a source 0.3 to 0.8, so silence and noise do not light up
+            a = cv2.multiply(level, self.alpha * min(1.0, (hi - lo) / FULL_CONTRAST))
             # per-pixel weights in OpenCV (a float numpy blend of 640x480x3 costs ten times more)
             img[:] = cv2.blendLinear(colour, img, a, cv2.subtract(1.0, a))
         for k, ((u, v), p) in enumerate(zip(self.peak_pixels(heatmap.peaks), heatmap.peaks)):
-            if not np.isfinite(u):
+            if not np.isfinite(u) or p.power - lo < MARK_CONTRAST:  # out of view, or a ripple of the noise
                 continue
             c = (int(round(u)), int(round(v)))
             cv2.drawMarker(img, c, (255, 255, 255), cv2.MARKER_CROSS, 22, 2, cv2.LINE_AA)
