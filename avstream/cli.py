@@ -399,19 +399,17 @@ def cmd_echo(args) -> int:
 
 
 def _read_recording(path, array):
-    import soundfile as sf
-
+    """(n_channels, n) samples and rate of a whole recording, checked against the array."""
+    from .capture.file import FileSource
     from .errors import InputError
 
+    src = FileSource(path, array)
+    if array.sample_rate and src.sample_rate != array.sample_rate:
+        raise InputError(f"{path}: {src.sample_rate} Hz, but array {array.name} is {array.sample_rate} Hz")
     try:
-        x, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise InputError(f"{path}: cannot read audio ({exc})") from None
-    if x.shape[1] != array.n_channels:
-        raise InputError(f"{path}: has {x.shape[1]} channels but array {array.name} expects {array.n_channels}")
-    if array.sample_rate and rate != array.sample_rate:
-        raise InputError(f"{path}: {rate} Hz, but array {array.name} is {array.sample_rate} Hz")
-    return x.T, rate
+        return src.read_all(), src.sample_rate
+    finally:
+        src.stop()
 
 
 def cmd_calibrate(args) -> int:

@@ -67,6 +67,25 @@ def _symmetries(pos: np.ndarray, tol: float = 1e-3) -> dict:
     return perms
 
 
+def _levels(x: np.ndarray, array):
+    """(mic signals float64, level per mic in dB re the median, dead mic indices, live mic
+    indices) of a recording checked against the array; a dead mic is DEAD_DB below the median
+    or constant."""
+    if x.shape[0] != array.n_channels:
+        raise InputError(f"the recording has {x.shape[0]} channels but array {array.name} expects "
+                         f"{array.n_channels}")
+    if not np.isfinite(x).all():
+        raise InputError("the recording holds NaN or Inf samples")
+    mics = x[list(array.mic_channels)].astype(np.float64)
+    rms = np.sqrt(np.mean(mics ** 2, axis=1))
+    ref = float(np.median(rms))
+    if ref <= 0:
+        raise InputError("the recording is silent on most channels")
+    levels = 20 * np.log10(np.maximum(rms, 1e-12) / ref)
+    dead = [i for i in range(array.n_mics) if levels[i] < DEAD_DB or np.ptp(mics[i]) == 0]
+    return mics, levels, dead, [i for i in range(array.n_mics) if i not in dead]
+
+
 def measure_delays(x: np.ndarray, sample_rate: float, max_lag_s: float, frame: int = 1024,
                    band=(300.0, 6000.0)) -> np.ndarray:
     """(n_mics, n_mics) delays in seconds, tau[i, j] > 0 when mic i hears later than mic j,
@@ -95,19 +114,7 @@ def measure_delays(x: np.ndarray, sample_rate: float, max_lag_s: float, frame: i
 def check_channels(x: np.ndarray, array, azimuth_deg: float, elevation_deg: float = 0.0,
                    speed_of_sound: float = 343.0, search_deg: float = 15.0, band=(300.0, 6000.0)) -> ChannelReport:
     """Check ``x`` (n_channels, n) recorded by ``array`` from a source at the given direction."""
-    if x.shape[0] != array.n_channels:
-        raise InputError(f"the recording has {x.shape[0]} channels but array {array.name} expects "
-                         f"{array.n_channels}")
-    if not np.isfinite(x).all():
-        raise InputError("the recording holds NaN or Inf samples")
-    mics = x[list(array.mic_channels)].astype(np.float64)
-    rms = np.sqrt(np.mean(mics ** 2, axis=1))
-    ref = float(np.median(rms))
-    if ref <= 0:
-        raise InputError("the recording is silent on most channels")
-    levels = 20 * np.log10(np.maximum(rms, 1e-12) / ref)
-    dead_mics = [i for i in range(array.n_mics) if levels[i] < DEAD_DB or np.ptp(mics[i]) == 0]
-    live = [i for i in range(array.n_mics) if i not in dead_mics]
+    mics, levels, dead_mics, live = _levels(x, array)
     if len(live) < 3:
         raise InputError(f"only {len(live)} live microphones: cannot check the wiring")
     pos = np.asarray(array.positions, float)
@@ -187,13 +194,8 @@ def check_taps(x: np.ndarray, array, threshold_db: float = 12.0, window_s: float
     more taps each). Raises InputError when the taps do not cover every live microphone."""
     from .events import detect_onsets
 
-    if x.shape[0] != array.n_channels:
-        raise InputError(f"the recording has {x.shape[0]} channels but array {array.name} expects "
-                         f"{array.n_channels}")
-    if not np.isfinite(x).all():
-        raise InputError("the recording holds NaN or Inf samples")
+    mics, levels, dead_mics, live = _levels(x, array)
     rate = array.sample_rate or 16000
-    mics = x[list(array.mic_channels)].astype(np.float64)
     onsets = detect_onsets(mics, rate, threshold_db=threshold_db, min_gap_s=0.15)
     loudest = []
     for t in onsets:
@@ -204,12 +206,6 @@ def check_taps(x: np.ndarray, array, threshold_db: float = 12.0, window_s: float
         if seg.shape[1]:
             loudest.append(int(np.argmax(np.max(np.abs(seg), axis=1))))
     order = [m for k, m in enumerate(loudest) if k == 0 or m != loudest[k - 1]]  # repeated taps count once
-    # levels over the taps, relative to the median channel: a dead channel stays silent
-    rms = np.sqrt(np.mean(mics ** 2, axis=1))
-    ref = float(np.median(rms)) or 1.0
-    levels = 20 * np.log10(np.maximum(rms, 1e-12) / ref)
-    dead_mics = [i for i in range(array.n_mics) if levels[i] < DEAD_DB or np.ptp(mics[i]) == 0]
-    live = [i for i in range(array.n_mics) if i not in dead_mics]
     if sorted(order) != live:
         raise InputError(f"found {len(order)} tapped microphones in the order {order} (by position on the mic "
                          f"channels); expected each of the {len(live)} live microphones once, in order: "

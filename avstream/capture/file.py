@@ -61,6 +61,11 @@ class FileSource:
             self._data = resample_poly(x, target_rate // g, self.file_rate // g, axis=0).astype(np.float32)
             self.sample_rate = int(target_rate)
 
+    def read_all(self) -> np.ndarray:
+        """The whole recording (resampled if asked), (n_channels, n) float32."""
+        x = self._data if self._data is not None else self._read_all()
+        return np.ascontiguousarray(x.T)
+
     def _read_all(self):
         try:
             x = self._sf.read(dtype="float32", always_2d=True)

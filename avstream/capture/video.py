@@ -216,15 +216,11 @@ class SyntheticCamera:
 
     def pixels(self, t: float) -> list:
         """(u, v) of every source at scene time t (NaN when out of view)."""
-        from ..geometry.grids import to_unit
+        from ..geometry.camera import pixels_of
 
-        out = []
-        for k in range(len(self.scene.scene.sources)):
-            az, el = self.scene.direction(k, t)
-            d = self.extrinsics.to_camera(to_unit(az, el)[None, :], self.distance)
-            u, v = self.camera.project(d)
-            out.append((float(u[0]), float(v[0])))
-        return out
+        az, el = zip(*(self.scene.direction(k, t) for k in range(len(self.scene.scene.sources))))
+        u, v = pixels_of(self.camera, self.extrinsics, az, el, self.distance)
+        return [(float(a), float(b)) for a, b in zip(u, v)]
 
     def render(self, t: float) -> np.ndarray:
         import cv2
@@ -353,9 +349,8 @@ class SyncVideo:
     def __init__(self, core):
         self.core = core
         self._prev = self._next = None
-        self._seq = 0
-        self.state, self.error = "running", ""
-        self.captured = self.dropped = self.reconnects = 0
+        self.state = "running"
+        self.captured = 0
 
     def start(self):
         if not self.core.opened:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..geometry.grids import camera_grid, to_unit
+from ..geometry.camera import pixels_of
+from ..geometry.grids import camera_grid
 
 FULL_CONTRAST = 0.2  # map peak over its median (mean PHAT coherence) drawn at full opacity
 MARK_CONTRAST = 0.05  # a peak is marked when it stands this far above the map's median
@@ -55,7 +56,6 @@ class Overlay:
             self._clear = ~(ok & (gap <= 2 * grid.spacing_deg + 1e-9))
             self.shape = blocks.shape
         self._colormap = cv2.COLORMAP_INFERNO
-        self._canvas = np.zeros((camera.height, camera.width, 3), np.uint8)
         self._blank = np.full((camera.height, camera.width, 3), 40, np.uint8)
 
     def map_image(self, values: np.ndarray) -> np.ndarray:
@@ -68,13 +68,12 @@ class Overlay:
 
     def peak_pixels(self, peaks) -> list:
         """(u, v) of each peak on the image, NaN when out of view."""
-        out = []
-        for p in peaks:
-            d = self.extrinsics.to_camera(to_unit(p.azimuth_deg, p.elevation_deg)[None, :], self.distance)
-            u, v = self.camera.project(d)
-            inside = np.isfinite(u[0]) and 0 <= u[0] < self.size[0] and 0 <= v[0] < self.size[1]
-            out.append((float(u[0]), float(v[0])) if inside else (np.nan, np.nan))
-        return out
+        if not peaks:
+            return []
+        u, v = pixels_of(self.camera, self.extrinsics, [p.azimuth_deg for p in peaks],
+                         [p.elevation_deg for p in peaks], self.distance)
+        inside = np.isfinite(u) & (u >= 0) & (u < self.size[0]) & (v >= 0) & (v < self.size[1])
+        return [(float(a), float(b)) if ok else (np.nan, np.nan) for a, b, ok in zip(u, v, inside)]
 
     def render(self, frame, heatmap, status_text: str = "") -> np.ndarray:
         """BGR uint8 (height, width, 3): ``frame`` (VideoFrame, or None when there is no
@@ -82,9 +81,8 @@ class Overlay:
         import cv2
 
         w, h = self.size
-        img = self._canvas
         live = frame is not None and frame.image.shape[:2] == (h, w)
-        img[:] = frame.image if live else self._blank
+        img = (frame.image if live else self._blank).copy()  # the one copy: sinks keep what they get
         m = self.map_image(heatmap.values)
         lo, hi = float(np.median(m)), float(m.max())
         if hi > lo:
@@ -95,7 +93,7 @@ class Overlay:
             # mean PHAT coherence), a source 0.3 to 0.8, so silence and noise do not light up
             a = cv2.multiply(level, self.alpha * min(1.0, (hi - lo) / FULL_CONTRAST))
             # per-pixel weights in OpenCV (a float numpy blend of 640x480x3 costs ten times more)
-            img[:] = cv2.blendLinear(colour, img, a, cv2.subtract(1.0, a))
+            img = cv2.blendLinear(colour, img, a, cv2.subtract(1.0, a))
         for k, ((u, v), p) in enumerate(zip(self.peak_pixels(heatmap.peaks), heatmap.peaks)):
             if not np.isfinite(u) or p.power - lo < MARK_CONTRAST:  # out of view, or a ripple of the noise
                 continue
@@ -110,4 +108,4 @@ class Overlay:
             cv2.rectangle(img, (0, h - 22), (w - 1, h - 1), (0, 0, 0), -1)
             cv2.putText(img, status_text[:120], (6, h - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
                         cv2.LINE_AA)
-        return img.copy()
+        return img

@@ -101,6 +101,15 @@ class Camera:
         return ray
 
 
+def pixels_of(camera: Camera, extrinsics: "Extrinsics", azimuth_deg, elevation_deg, distance=None):
+    """Pixels (u, v) where the camera sees array-frame directions (degrees), with the parallax of
+    a source ``distance`` metres from the array; NaN where the camera cannot see them."""
+    from .grids import to_unit
+
+    d = to_unit(np.atleast_1d(azimuth_deg), np.atleast_1d(elevation_deg))
+    return camera.project(extrinsics.to_camera(d, distance))
+
+
 def default_camera() -> Camera:
     """The built-in camera of the synthetic scene: 640x480 pinhole, 90 x 74 degrees, with a
     little barrel distortion (so the demo exercises the distortion path)."""
