@@ -65,6 +65,7 @@ def _scene(array, sources, seconds, seed=0):
     for az, el in sources:
         room.add_source(center + 1.5 * to_unit(az, el), signal=rng.standard_normal(int(seconds * FS)))
     room.add_microphone_array(pra.MicrophoneArray(array.positions.T + center[:, None], FS))
+    pra.random.seed(seed)  # the sensor noise too: every run scores the same scene
     room.simulate(snr=20)
     x = room.mic_array.signals[:, :int(seconds * FS)]
     return (x / np.abs(x).max() * 0.5).astype(np.float32)

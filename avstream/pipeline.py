@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 
 import numpy as np
 
@@ -136,6 +136,8 @@ class Pipeline:
         self._update_start = 0
         self._update_flags: set = set()
         self._stamp_ref = (0, 0.0)
+        self._fed = 0  # samples fed to the STFT
+        self._replaced: deque = deque()  # (first, last) stream samples that were NaN or Inf
         self.n_updates = 0
         self.n_samples = 0
         self.flag_counts: Counter = Counter()
@@ -191,10 +193,12 @@ class Pipeline:
         if n > self._mic_buf.shape[1]:
             self._mic_buf = np.zeros((self.array.n_mics, n), dtype=np.float32)
         mics = self._mic_buf[:, :n]
-        n_bad, peak = select_and_scan(np.ascontiguousarray(x, dtype=np.float32), self._mic_idx, n, mics)
+        n_bad, first_bad, last_bad, peak = select_and_scan(np.ascontiguousarray(x, dtype=np.float32),
+                                                           self._mic_idx, n, mics)
         flags = set(block.flags)
         if n_bad:
             flags.add(FLAG_NONFINITE)
+            self._replaced.append((self._fed + first_bad, self._fed + last_bad))
         if peak == 0.0:
             flags.add(FLAG_SILENT)
         elif peak >= CLIP_LEVEL:
@@ -202,18 +206,31 @@ class Pipeline:
         for f in flags:
             self.flag_counts[f] += 1
         self._update_flags |= flags
-        self._stamp_ref = (block.index, block.stamp)
+        # Stamps count from the samples fed to the STFT, so blocks the ring buffer dropped do
+        # not shift the stamps of the updates after them.
+        self._stamp_ref = (self._fed, block.stamp)
+        self._fed += mics.shape[1]
         self.n_samples = block.index + mics.shape[1]
         out = []
         for start, frames in self.stft.push(mics):
             for k in range(frames.shape[0]):
+                s0 = start + k * self.stft.hop
                 if self._n_frames == 0:
-                    self._update_start = start + k * self.stft.hop
+                    self._update_start = s0
                 self._frames[self._n_frames] = frames[k]
+                self._weights[self._n_frames] = 0.0 if self._touches_replaced(s0) else 1.0
                 self._n_frames += 1
                 if self._n_frames == len(self._frames):
                     out.append(self._emit())
         return out
+
+    def _touches_replaced(self, s0: int) -> bool:
+        """Whether the frame starting at stream sample s0 holds samples that were NaN or Inf:
+        such a frame is not evidence and gets weight 0."""
+        while self._replaced and self._replaced[0][1] < s0:
+            self._replaced.popleft()
+        end = s0 + self.stft.frame
+        return any(first < end for first, _ in self._replaced)
 
     def _emit(self):
         self._n_frames = 0

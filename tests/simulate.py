@@ -46,6 +46,7 @@ def room_scene(mic_positions: np.ndarray, azimuths_deg, elevations_deg=None, sig
         sig = rng.standard_normal(n) if signals is None else np.resize(signals[k], n)
         room.add_source(pos, signal=sig)
     room.add_microphone_array(pra.MicrophoneArray(np.asarray(mic_positions).T + center[:, None], fs))
+    pra.random.seed(seed)  # the sensor noise too: the same scene every run
     room.simulate(snr=snr_db)
     out = room.mic_array.signals[:, :n]
     return (out / np.abs(out).max() * 0.5).astype(np.float32)

@@ -212,6 +212,7 @@ def clicks(tmp_path_factory):
         times.append(t)
         pixels.append((float(u[0]), float(v[0])))
     room.add_microphone_array(pra.MicrophoneArray(arr.positions.T + centre[:, None], fs))
+    pra.random.seed(0)  # the sensor noise too: the same recording every run
     room.simulate(snr=30)
     x = room.mic_array.signals[:, : int(8.0 * fs)]
     sf.write(d / "clicks.wav", (x / np.abs(x).max() * 0.5).T, fs)
@@ -311,6 +312,7 @@ def taps(tmp_path_factory):
             tap[:40] = rng.standard_normal(40) * np.exp(-np.arange(40) / 8)
             room.add_source(centre + pos[k] + [0, 0, 0.01], signal=tap, delay=0.5 + 0.8 * k + 0.3 * rep)
     room.add_microphone_array(pra.MicrophoneArray(pos.T + centre[:, None], fs))
+    pra.random.seed(0)  # the sensor noise too: the same recording every run
     room.simulate(snr=30)
     x = room.mic_array.signals[:, : int(4.0 * fs)]
     return d, (x / np.abs(x).max() * 0.5).T.astype(np.float32), fs

@@ -146,9 +146,16 @@ def test_sample_rate_mismatch_resamples(scene_wav, tmp_path):
     assert az_error(jsonl(p.stdout)[-1]["summary"]["peaks"][0]["azimuth_deg"], -60.0) <= 5.0
 
 
+@pytest.fixture(scope="module")
+def clean_error(scene_wav):
+    p = run_cli("locate", scene_wav[0], "--array", "respeaker_4mic_hat")
+    assert p.returncode == 0, p.stderr
+    return az_error(jsonl(p.stdout)[-1]["summary"]["peaks"][0]["azimuth_deg"], -60.0)
+
+
 @pytest.mark.parametrize("damage,flag", [("nan", "nonfinite"), ("inf", "nonfinite"), ("zero", "silent"),
                                           ("clip", "clipped")])
-def test_damaged_audio_is_flagged_not_fatal(scene_wav, tmp_path, damage, flag):
+def test_damaged_audio_is_flagged_not_fatal(scene_wav, clean_error, tmp_path, damage, flag):
     _, x = scene_wav
     y = x.copy().astype(np.float32)
     seg = slice(8000, 16000)
@@ -171,8 +178,74 @@ def test_damaged_audio_is_flagged_not_fatal(scene_wav, tmp_path, damage, flag):
     assert lines[-1]["summary"]["input_flags"].get(flag, 0) > 0
     if damage == "zero":
         assert lines[-1]["summary"]["peaks"] == [] and all(u["peaks"] == [] for u in lines[:-1])
-    else:  # the undamaged part still locates the source
-        assert az_error(lines[-1]["summary"]["peaks"][0]["azimuth_deg"], -60.0) <= 6.0
+    else:  # the undamaged part locates the source as well as the whole clean file does
+        # (zeros put in for NaN once drew the summary 1-3 degrees off: the first frames after
+        # them looked like an onset and outweighed the rest)
+        assert clean_error <= 5.0
+        assert az_error(lines[-1]["summary"]["peaks"][0]["azimuth_deg"], -60.0) <= clean_error + 1.0
+
+
+def _blocks(x, hop, t0=1000.0, skip=()):
+    """Hop-sized AudioBlocks of x stamped on a UNIX-like clock, leaving out the blocks in skip
+    (as a ring buffer that dropped them would)."""
+    from avstream.frames import AudioBlock
+
+    out = []
+    for i, k in enumerate(range(0, x.shape[1] - hop + 1, hop)):
+        if i not in skip:
+            out.append(AudioBlock(np.ascontiguousarray(x[:, k:k + hop]), k, t0 + k / 16000, i))
+    return out
+
+
+def _core(sink):
+    from avstream.config import load_config
+    from avstream.pipeline import Pipeline
+
+    class NoSource:
+        sample_rate = 16000
+
+    cfg = load_config(None, {"array": "respeaker_4mic_hat", "camera.source": "none", "duration": None,
+                             "source.block": 256, "stft.hop": 256, "localize.update_frames": 4})
+    return Pipeline(cfg, [sink], source=NoSource())
+
+
+def test_frames_with_replaced_samples_carry_no_weight(scene_wav):
+    """Updates made only of frames with a broken channel show no source; the others do.
+
+    (Zeros in one channel of four leave pairs that still point somewhere: evidence from a
+    broken array, which must not reach the map.)"""
+    from helpers import Collect
+
+    _, x = scene_wav
+    y = x.copy()
+    y[1, 8000:16000] = np.inf
+    sink = Collect()
+    pipe = _core(sink)
+    for b in _blocks(y, 256):
+        pipe.process_block(b)
+    frame = pipe.stft.frame
+    inside = [h for h in sink.maps if 8000 <= h.t * 16000 and h.t * 16000 + 3 * 256 + frame <= 16000]
+    outside = [h for h in sink.maps if h.t * 16000 + 3 * 256 + frame <= 8000 or h.t * 16000 >= 16000]
+    assert len(inside) >= 5 and len(outside) >= 20
+    assert all(h.peaks == [] and "nonfinite" in h.flags for h in inside)
+    assert all(h.peaks and az_error(h.peaks[0].azimuth_deg, -60.0) <= 10.0 for h in outside[len(outside) // 2:])
+
+
+def test_stamps_stay_true_after_dropped_blocks(scene_wav):
+    """A block lost in the ring buffer must not shift the capture stamps of later updates."""
+    from helpers import Collect
+
+    _, x = scene_wav
+    sink = Collect()
+    pipe = _core(sink)
+    blocks = _blocks(x, 256, skip={40})
+    for b in blocks:
+        pipe.process_block(b)
+    # h.t counts the samples the pipeline saw; after the gap each of them was captured one
+    # block later than that count says
+    late = [h for h in sink.maps if h.t * 16000 >= 40 * 256]
+    assert len(late) > 10
+    assert all(h.stamp == pytest.approx(1000 + h.t + 256 / 16000, abs=1e-6) for h in late)
 
 
 def test_band_above_nyquist(scene_wav):

@@ -11,10 +11,14 @@ def select_and_scan(block, mic_channels, n, out):
     -------
     n_nonfinite : int
         Samples that were NaN or Inf.
+    first_bad, last_bad : int
+        Column of the first and the last of them (-1 when there are none).
     peak : float
         Largest absolute finite sample (0.0 for silence).
     """
     n_bad = 0
+    first_bad = -1
+    last_bad = -1
     peak = 0.0
     for m in range(mic_channels.shape[0]):
         c = mic_channels[m]
@@ -22,9 +26,13 @@ def select_and_scan(block, mic_channels, n, out):
             v = block[c, t]
             if not np.isfinite(v):
                 n_bad += 1
+                if first_bad < 0 or t < first_bad:
+                    first_bad = t
+                if t > last_bad:
+                    last_bad = t
                 v = 0.0
             out[m, t] = v
             a = abs(v)
             if a > peak:
                 peak = a
-    return n_bad, peak
+    return n_bad, first_bad, last_bad, peak

@@ -25,11 +25,15 @@ def onset_weights(spec, lo, hi, history, floor, cap, weights):
         them are valid. Updated in place.
     floor, cap : float
     weights : ndarray (n_frames,) float32
-        Zero for frames to skip; multiplied in place.
+        Zero for frames to skip; multiplied in place. Skipped frames (samples that were
+        replaced, not heard) stay out of ``history``, so the first good frame after them is
+        compared with the audio before them, not with the zeros.
     """
     n_frames, n_mics, _ = spec.shape
     n_ref = history.shape[0] - 1
     for k in range(n_frames):
+        if weights[k] == 0.0:
+            continue
         e = 0.0
         for m in range(n_mics):
             for f in range(lo, hi):
