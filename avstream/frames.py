@@ -80,7 +80,8 @@ class Heatmap:
     Attributes
     ----------
     values : ndarray (n_dirs,) float32
-        Power per grid cell (reshape with ``grid.shape`` for image-like grids).
+        Power per grid cell. For image-like grids the first ``grid.n_image`` cells reshape
+        to ``grid.shape``; a camera grid's surround (out of the picture) follows them.
     t : float
         Seconds from the stream start to the first sample behind the update.
     stamp : float

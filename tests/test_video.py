@@ -85,9 +85,11 @@ def test_camera_grid_cells_look_where_their_pixels_are(intrinsics):
     cam, ext, grid = pipe.camera, pipe.extrinsics, pipe.grid
     rows, cols = grid.shape
     assert grid.definition["type"] == "camera" and (cols, rows) == (round(cam.width / 10), round(cam.height / 10))
-    seen = np.ones(grid.n_dirs, bool) if grid.valid is None else grid.valid
+    n = rows * cols  # the image cells; the surround comes after them
+    assert grid.n_image == n and grid.n_dirs > n
+    seen = np.ones(n, bool) if grid.valid is None else grid.valid[:n]
     assert seen.mean() > 0.8  # a fisheye's corners lie outside its image circle: no direction there
-    u, v = cam.project(ext.to_camera(grid.directions[seen], pipe.cfg.camera.source_distance_m))
+    u, v = cam.project(ext.to_camera(grid.directions[:n][seen], pipe.cfg.camera.source_distance_m))
     uu, vv = np.meshgrid((np.arange(cols) + 0.5) * cam.width / cols - 0.5, (np.arange(rows) + 0.5) * cam.height / rows - 0.5)
     miss = np.hypot(u - uu.ravel()[seen], v - vv.ravel()[seen])
     # OpenCV's iterative undistortion leaves hundredths of a pixel (up to half a pixel at the
@@ -95,7 +97,7 @@ def test_camera_grid_cells_look_where_their_pixels_are(intrinsics):
     assert np.isfinite(miss).all() and np.median(miss) < 0.05
     assert miss.max() < (0.05 if cam.model == "plumb_bob" else 0.5)
     # and parallax matters: without the distance correction the same cells miss by pixels
-    u2, v2 = cam.project(ext.to_camera(grid.directions[seen]))
+    u2, v2 = cam.project(ext.to_camera(grid.directions[:n][seen]))
     assert np.nanmax(np.hypot(u2 - uu.ravel()[seen], v2 - vv.ravel()[seen])) > 1.0
 
 
@@ -141,6 +143,41 @@ def test_nothing_lights_up_without_a_source():
         change[name] = np.median([np.abs(hm.overlay[:-24].astype(int) - hm.frame.image[:-24]).mean()
                                   for hm in sink.maps])
     assert change["noise"] < 0.5 and change["source"] > 4.0, change
+
+
+def test_source_out_of_the_picture_is_found_there_and_pointed_at():
+    """A source 80 degrees off the camera axis (outside its 90 x 74 degree view): the camera
+    grid's surround finds it where it is; the picture shows no false source on its edge but
+    an arrow the way to turn."""
+    from avstream.geometry.grids import in_view
+
+    out = {"sources": [{"kind": "noise", "azimuth_deg": 30.0, "elevation_deg": 10.0, "level_db": -20.0}],
+           "snr_db": 20.0}
+    pipe, sink = run_sync({"duration": 1.5, "source.scene": out})
+    grid, truth = pipe.grid, to_unit(30.0, 10.0)
+    n = grid.n_image
+    assert not in_view(pipe.camera, pipe.extrinsics, truth[None], 3.0)[0]
+    # the surround is exactly the part of the searched half-space the picture does not hold
+    assert not in_view(pipe.camera, pipe.extrinsics, grid.directions[n:], 3.0).any()
+    assert in_view(pipe.camera, pipe.extrinsics, grid.directions[:n], 3.0).mean() > 0.99
+    best = sink.summary["peaks"][0]
+    assert angular_distance_deg(to_unit(best["azimuth_deg"], best["elevation_deg"]), truth) <= 3.0
+    late = sink.maps[len(sink.maps) // 3:]
+    for hm in late:
+        assert angular_distance_deg(to_unit(hm.peaks[0].azimuth_deg, hm.peaks[0].elevation_deg), truth) <= 5.0
+        # nothing marked on the picture: every peak there is a ripple next to the source
+        on_picture = [p for (u, _), p in zip(pipe.overlay.peak_pixels(hm.peaks), hm.peaks) if np.isfinite(u)]
+        assert all(p.power < 0.5 * hm.peaks[0].power for p in on_picture)
+    # the arrow: drawn at its edge point, on the side where the source's direction leaves the picture
+    hm = late[-1]
+    (x, y), _ = pipe.overlay.edge_point(hm.peaks[0])
+    near = hm.overlay[int(y) - 6:int(y) + 7, int(x) - 6:int(x) + 7]
+    assert (near.min(axis=2) >= 250).sum() >= 5  # white arrow head
+    halfway = to_unit(30.0, 50.0)  # between the camera axis (elevation 90) and the source: in view
+    u, v = pipe.camera.project(pipe.extrinsics.to_camera(halfway[None], 3.0))
+    c = np.array([319.5, 239.5])
+    a, b = np.array([x, y]) - c, np.array([u[0], v[0]]) - c
+    assert np.degrees(np.arccos(a @ b / np.linalg.norm(a) / np.linalg.norm(b))) < 10.0
 
 
 def test_overlay_from_a_sphere_grid_shows_the_same_place():

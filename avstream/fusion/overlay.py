@@ -4,7 +4,8 @@ the sources marked with their power, and a one-line status.
 For a camera-registered grid (``camera:BLOCK``) the map already lies on the picture: the
 (rows, cols) map is resized to the frame with bilinear interpolation, which puts each cell's
 value on its block's centre pixel. Any other grid is looked up per pixel block (nearest cell
-to the block's direction); blocks outside a half-space grid stay clear.
+to the block's direction); blocks outside a half-space grid stay clear. A source out of the
+picture gets an arrow on the picture's edge, pointing the way the camera would have to turn.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class Overlay:
             self.shape = grid.shape
             self._cell = None
         else:
-            blocks = camera_grid(camera, extrinsics, block, distance)
+            blocks = camera_grid(camera, extrinsics, block, distance, surround=0)
             _, cell = cKDTree(grid.directions).query(blocks.directions)
             self._cell = cell.astype(np.int64)
             ok = np.isfinite(blocks.directions).all(axis=1)
@@ -61,7 +62,7 @@ class Overlay:
     def map_image(self, values: np.ndarray) -> np.ndarray:
         """The map on the overlay's (rows, cols) block raster, float32."""
         if self._cell is None:
-            return values.reshape(self.shape).astype(np.float32, copy=False)
+            return values[:self.shape[0] * self.shape[1]].reshape(self.shape).astype(np.float32, copy=False)
         img = values[self._cell].astype(np.float32)
         img[self._clear] = 0.0
         return img.reshape(self.shape)
@@ -74,6 +75,22 @@ class Overlay:
                          [p.elevation_deg for p in peaks], self.distance)
         inside = np.isfinite(u) & (u >= 0) & (u < self.size[0]) & (v >= 0) & (v < self.size[1])
         return [(float(a), float(b)) if ok else (np.nan, np.nan) for a, b, ok in zip(u, v, inside)]
+
+    def edge_point(self, peak, margin: int = 24):
+        """Where the arrow for an out-of-view ``peak`` ends: ((x, y) on the picture's edge,
+        (dx, dy) unit direction in the picture) along the way the camera would turn."""
+        from ..geometry.grids import to_unit
+
+        ray = self.extrinsics.to_camera(to_unit(peak.azimuth_deg, peak.elevation_deg)[None], self.distance)[0]
+        d = np.array([ray[0], ray[1]], float)  # optical frame: x right, y down
+        n = float(np.hypot(*d))
+        d = d / n if n > 1e-9 else np.array([0.0, -1.0])  # straight behind: point up
+        w, h = self.size
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        sx = (cx - margin) / abs(d[0]) if abs(d[0]) > 1e-9 else np.inf
+        sy = (cy - margin) / abs(d[1]) if abs(d[1]) > 1e-9 else np.inf
+        s = min(sx, sy)
+        return (cx + s * d[0], cy + s * d[1]), (float(d[0]), float(d[1]))
 
     def render(self, frame, heatmap, status_text: str = "") -> np.ndarray:
         """BGR uint8 (height, width, 3): ``frame`` (VideoFrame, or None when there is no
@@ -95,7 +112,16 @@ class Overlay:
             # per-pixel weights in OpenCV (a float numpy blend of 640x480x3 costs ten times more)
             img = cv2.blendLinear(colour, img, a, cv2.subtract(1.0, a))
         for k, ((u, v), p) in enumerate(zip(self.peak_pixels(heatmap.peaks), heatmap.peaks)):
-            if not np.isfinite(u) or p.power - lo < MARK_CONTRAST:  # out of view, or a ripple of the noise
+            if p.power - lo < MARK_CONTRAST:  # a ripple of the noise
+                continue
+            if not np.isfinite(u):  # out of view: an arrow on the edge, the way to turn
+                (x, y), (dx, dy) = self.edge_point(p)
+                tip, tail = (int(round(x)), int(round(y))), (int(round(x - 40 * dx)), int(round(y - 40 * dy)))
+                cv2.arrowedLine(img, tail, tip, (255, 255, 255), 2, cv2.LINE_AA, tipLength=0.35)
+                tx = min(max(tail[0] - 30, 4), w - 130)
+                ty = min(max(tail[1] + (18 if dy < 0 else -8), 16), h - 28)
+                cv2.putText(img, f"{k + 1}: {p.power:.2f} out of view", (tx, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                            (255, 255, 255), 1, cv2.LINE_AA)
                 continue
             c = (int(round(u)), int(round(v)))
             cv2.drawMarker(img, c, (255, 255, 255), cv2.MARKER_CROSS, 22, 2, cv2.LINE_AA)

@@ -15,6 +15,11 @@
     the direction (in the array frame) of the block's centre pixel, through the camera's
     distortion, the extrinsics and, for an array-camera offset, an assumed source distance.
     Rows and columns are the image's, so the map lies on the picture without resampling.
+    After the ``rows * cols`` image cells come the surround: the directions of a 2562-point
+    sphere lattice (about 4 degrees apart; only the half a planar array faces) that the
+    picture does not hold.
+    Sources out of view are found there, instead of showing up as a false peak on the
+    picture's edge; images of the map hold the image cells only.
 """
 from __future__ import annotations
 
@@ -80,6 +85,12 @@ class Grid:
     def n_dirs(self) -> int:
         return len(self.directions)
 
+    @property
+    def n_image(self) -> int:
+        """Cells of the image part of an image-like grid (the first ones); n_dirs otherwise.
+        A camera grid's cells after these are its surround, out of the picture."""
+        return int(np.prod(self.shape))
+
     def azel(self):
         return to_azel(self.directions)
 
@@ -114,11 +125,37 @@ def _neighbors(dirs: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(idx[:, 1:], dtype=np.int32)
 
 
-def sphere_grid(n: int, half_space: np.ndarray | None = None, spec: str | None = None) -> Grid:
+def _linked_both_ways(nb: np.ndarray, first: int) -> np.ndarray:
+    """``nb`` with the links into cells >= ``first`` made mutual: a cell that one of those
+    lists as a neighbour lists it back (in added columns, -1 padded). Links among the cells
+    before ``first`` stay as they are."""
+    n = len(nb)
+    i = np.repeat(np.arange(n), nb.shape[1])
+    j = nb.ravel().astype(np.int64)
+    rev = (i >= first) | (j >= first)
+    a, b = j[rev], i[rev]  # b should appear among a's neighbours
+    have = {(int(x), int(y)) for x, y in zip(i, j)}
+    extra: dict = {}
+    for x, y in zip(a.tolist(), b.tolist()):
+        if (x, y) not in have:
+            have.add((x, y))
+            extra.setdefault(x, []).append(y)
+    width = max((len(v) for v in extra.values()), default=0)
+    out = np.full((n, nb.shape[1] + width), -1, dtype=np.int32)
+    out[:, :nb.shape[1]] = nb
+    for x, ys in extra.items():
+        out[x, nb.shape[1]:nb.shape[1] + len(ys)] = ys
+    return out
+
+
+def _lattice(n: int, half_space: np.ndarray | None) -> np.ndarray:
     if half_space is None:
-        dirs = fibonacci_sphere(n)
-    else:
-        dirs = fibonacci_sphere(2 * n)[:n] @ _rotation_z_to(np.asarray(half_space, float)).T
+        return fibonacci_sphere(n)
+    return fibonacci_sphere(2 * n)[:n] @ _rotation_z_to(np.asarray(half_space, float)).T
+
+
+def sphere_grid(n: int, half_space: np.ndarray | None = None, spec: str | None = None) -> Grid:
+    dirs = _lattice(n, half_space)
     spacing = np.rad2deg(np.sqrt((2.0 if half_space is not None else 4.0) * np.pi / n))
     definition = {"type": "sphere", "n": int(n)}
     if half_space is not None:
@@ -139,8 +176,27 @@ def fov_grid(h_deg: float, v_deg: float, cols: int, rows: int, spec: str | None 
                 _neighbors(dirs, 8), (rows, cols), float(spacing), None, definition)
 
 
+SURROUND = 2562  # sphere lattice whose out-of-picture directions a camera grid adds
+
+
+def in_view(camera, extrinsics, dirs: np.ndarray, distance: float | None = None) -> np.ndarray:
+    """Which array-frame unit directions (N, 3) the camera's picture holds: they project into
+    the image and that pixel's ray leads back to them (so a distortion polynomial folding far
+    directions into the image does not count)."""
+    rays = extrinsics.to_camera(np.asarray(dirs, float), distance)
+    rays = rays / np.linalg.norm(rays, axis=1, keepdims=True)
+    u, v = camera.project(rays)
+    ok = np.isfinite(u) & np.isfinite(v)
+    ok[ok] = (u[ok] >= -0.5) & (u[ok] <= camera.width - 0.5) & (v[ok] >= -0.5) & (v[ok] <= camera.height - 0.5)
+    if ok.any():
+        back = camera.unproject(u[ok], v[ok])
+        same = np.nan_to_num(np.sum(back * rays[ok], axis=1)) > np.cos(np.deg2rad(0.5))
+        ok[np.flatnonzero(ok)[~same]] = False
+    return ok
+
+
 def camera_grid(camera, extrinsics, block: float, distance: float | None = None, spec: str | None = None,
-                half_space: np.ndarray | None = None) -> Grid:
+                half_space: np.ndarray | None = None, surround: int = SURROUND) -> Grid:
     """A grid whose cells are the pixel blocks of ``camera``'s image (see the module doc).
 
     Cell (row, col) looks along the ray of pixel ``((col + 0.5) * width / cols - 0.5,
@@ -172,12 +228,22 @@ def camera_grid(camera, extrinsics, block: float, distance: float | None = None,
     h = angular_distance_deg(centre[cols // 2], centre[min(cols // 2 + 1, cols - 1)])
     vcol = dirs.reshape(rows, cols, 3)[:, cols // 2]
     vv = angular_distance_deg(vcol[rows // 2], vcol[min(rows // 2 + 1, rows - 1)])
+    outer = np.zeros((0, 3))
+    if surround:
+        # the density of a ``surround`` sphere lattice (about 4 degrees apart for 2562)
+        lattice = _lattice(surround if half_space is None else surround // 2,
+                           None if half_space is None else np.asarray(half_space, float))
+        outer = lattice[~in_view(camera, extrinsics, lattice, distance)]
+    n_image = len(dirs)
+    dirs = np.ascontiguousarray(np.vstack([dirs, outer]))
+    valid = np.concatenate([valid, np.ones(len(outer), bool)])
+    neighbors = _linked_both_ways(_neighbors(dirs, 8), n_image) if len(outer) else _neighbors(dirs, 8)
     definition = {"type": "camera", "rows": rows, "cols": cols, "block": float(block),
                   "camera": camera.name, "model": camera.model, "width": camera.width, "height": camera.height,
                   "K": np.asarray(camera.K).ravel().tolist(), "D": np.asarray(camera.D).ravel().tolist(),
                   "rotation": extrinsics.rotation.tolist(), "translation": extrinsics.translation.tolist(),
-                  "source_distance_m": distance}
-    return Grid(spec or f"camera:{block:g}", dirs, _neighbors(dirs, 8), (rows, cols), float(max(h, vv)), None,
+                  "source_distance_m": distance, "surround_cells": int(len(outer))}
+    return Grid(spec or f"camera:{block:g}", dirs, neighbors, (rows, cols), float(max(h, vv)), None,
                 definition, None if valid.all() else valid)
 
 
@@ -266,7 +332,7 @@ class ImageLayout:
     def image(self, values: np.ndarray) -> np.ndarray:
         """The (rows, cols) float32 image of a map; a buffer reused between calls."""
         if self._cell is None:
-            self._image[:] = values.reshape(self.rows, self.cols)
+            self._image[:] = values[:self.rows * self.cols].reshape(self.rows, self.cols)
         else:
             flat = self._image.reshape(-1)
             flat[:] = values[self._cell]

@@ -14,6 +14,7 @@ def pick_peaks(values, neighbors, directions, projection, chord2, out_idx, work)
     ----------
     values : ndarray (D,) float32
     neighbors : ndarray (D, k) int32
+        Each cell's neighbours; -1 pads rows with fewer.
     directions : ndarray (D, 3) float64
     projection : ndarray (3, 3) float64
         Where distances between directions are measured: the identity for a 3-D array; for a
@@ -41,7 +42,8 @@ def pick_peaks(values, neighbors, directions, projection, chord2, out_idx, work)
             continue
         is_max = True
         for j in range(k):
-            if values[neighbors[d, j]] > v:
+            e = neighbors[d, j]
+            if e >= 0 and values[e] > v:
                 is_max = False
                 break
         if is_max:
@@ -120,6 +122,8 @@ def refine_quadratic(values, neighbors, directions, d, max_shift, normal, out_u)
     k = neighbors.shape[1]
     for j in range(k + 1):
         e = d if j == k else neighbors[d, j]
+        if e < 0:
+            continue
         w = directions[e]
         dot = w[0] * u0[0] + w[1] * u0[1] + w[2] * u0[2]
         if dot <= 0.1:

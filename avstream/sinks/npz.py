@@ -22,10 +22,11 @@ class NpzSink(Sink):
     def open(self, meta):
         self._meta = {k: v for k, v in meta.items() if k not in ("grid_object", "camera")}
         grid = meta["grid_object"]
-        self._shape, self._directions = grid.shape, grid.directions
+        # the image cells of a camera grid; its surround shows in the peaks
+        self._shape, self._directions = grid.shape, grid.directions[:grid.n_image]
 
     def write(self, heatmap):
-        self._maps.append(heatmap.values.reshape(self._shape))
+        self._maps.append(heatmap.values[:len(self._directions)].reshape(self._shape))
         self._t.append(heatmap.t)
         self._stamp.append(heatmap.stamp)
         self._peaks.append(json.dumps([p.to_dict() for p in heatmap.peaks]))
