@@ -218,7 +218,7 @@ class Pipeline:
                 if self._n_frames == 0:
                     self._update_start = s0
                 self._frames[self._n_frames] = frames[k]
-                self._weights[self._n_frames] = 0.0 if self._touches_replaced(s0) else 1.0
+                self._weights[self._n_frames] = 0.0 if self._replaced and self._touches_replaced(s0) else 1.0
                 self._n_frames += 1
                 if self._n_frames == len(self._frames):
                     out.append(self._emit())
