@@ -26,7 +26,7 @@ setup(
         "opencv-python-headless>=4.8",
     ],
     extras_require={
-        "test": ["pytest>=7", "pyroomacoustics>=0.7", "mcap-ros2-support>=0.5", "wheel"],
+        "test": ["pytest>=7", "pyroomacoustics>=0.7", "mcap-ros2-support>=0.5", "wheel", "python-xlib>=0.33"],
         "bench": ["pyroomacoustics>=0.7", "acoular>=24.3"],
     },
     data_files=[

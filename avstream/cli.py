@@ -166,15 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev = calsub.add_parser("events", help="direction-pixel pairs from a recording of claps or clicks",
                            description="Detects impulsive events in a recording, finds each one's direction, and "
                                        "pairs it with the pixel of its source: the brightest new spot (an LED on "
-                                       "the clicker) in the video frame nearest the event, or the pixel you give "
-                                       "in a CSV time_s,u,v. Writes the pairs CSV for calibrate extrinsics.")
+                                       "the clicker) in the video frame nearest the event, the pixel you click in "
+                                       "a window showing that frame (--click), or the pixel you give in a CSV "
+                                       "time_s,u,v. Writes the pairs CSV for calibrate extrinsics.")
     ev.add_argument("audio_file")
     ev.add_argument("--array", required=True, help="array preset or YAML")
     ev.add_argument("--video", help="video recorded alongside (starts with the audio, or see --video-offset)")
     ev.add_argument("--pixels", help="CSV time_s,u,v: where each event's source was (clicked by you)")
+    ev.add_argument("--click", action="store_true",
+                    help="with --video: show each event's frame in a window and click its source there "
+                         "(Space skips an event, Esc stops; needs a display and a GUI OpenCV)")
     ev.add_argument("--video-offset", default="auto",
                     help="seconds the video starts after the audio, or auto (default): found by lining up "
-                         "the LED flashes with the events")
+                         "the LED flashes with the events (with --click: 0)")
     ev.add_argument("--threshold-db", type=float, default=12.0, help="onset rise over the background (default 12)")
     ev.add_argument("--out", required=True, help="pairs CSV to write (azimuth_deg,elevation_deg,u,v)")
     ch = calsub.add_parser("channels", help="check an array's channel order, swaps, mirroring and dead channels",
@@ -455,15 +459,15 @@ def _calibrate_events(args) -> int:
 
     array = load_array(args.array)
     x, rate = _read_recording(args.audio_file, array)
-    offset = None
+    offset = 0.0 if args.click else None
     if args.video_offset != "auto":
         try:
             offset = float(args.video_offset)
         except ValueError:
             raise AvstreamError(f"--video-offset {args.video_offset}: seconds, or auto") from None
     events, offset = extract_pairs(x[list(array.mic_channels)], rate, array, args.video, args.pixels, offset,
-                                   args.threshold_db)
-    if args.video and args.video_offset == "auto":
+                                   args.threshold_db, click=args.click)
+    if args.video and args.video_offset == "auto" and not args.click:
         print(f"avstream: the video starts {offset:+.3f} s after the audio (from the LED flashes)", file=sys.stderr)
     n = write_pairs(events, args.out)
     for e in events:

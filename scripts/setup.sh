@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="portaudio19-dev libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins"
+# xvfb, fonts and the X/GL libraries of the GUI OpenCV: the window tests (--view, calibrate events
+# --click) open real windows on an X server
+APT_PACKAGES="portaudio19-dev libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins xvfb fonts-dejavu-core
+libgl1 libglib2.0-0 libsm6 libice6 libx11-6 libxext6"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -33,4 +36,13 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[test]'
   rm -f .venv/.avstream-*
   touch "$stamp"
+fi
+
+# avstream runs on opencv-python-headless (no windows: robots and servers). The window tests
+# put the GUI build of the same version first on the PYTHONPATH of the processes they start.
+cv_version=$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('opencv-python-headless'))")
+if [ ! -f ".venv/opencv-gui/.version-$cv_version" ]; then
+  rm -rf .venv/opencv-gui
+  .venv/bin/python -m pip install -q --no-deps --target .venv/opencv-gui "opencv-python==$cv_version"
+  touch ".venv/opencv-gui/.version-$cv_version"
 fi

@@ -291,6 +291,79 @@ def test_events_with_clicked_pixels(clicks, tmp_path):
     assert p.returncode == 2 and "--video" in p.stderr
 
 
+@pytest.mark.skipif(__import__("xdisplay").missing() is not None, reason=str(__import__("xdisplay").missing()))
+def test_events_with_pixels_clicked_in_a_window(clicks, tmp_path):
+    """--click on a real X server: each event's frame comes up in a window (the LED lit where
+    the click was), a person clicks the source, Space skips one, Esc stops before the last; the
+    clicked pixels make the pairs and the extrinsics come out within 2 degrees."""
+    import subprocess
+    import sys
+    import time
+
+    import xdisplay
+
+    d, times, pixels, R_true = clicks
+    pairs = tmp_path / "pairs.csv"
+    display = xdisplay.Display()
+    p = subprocess.Popen([sys.executable, "-m", "avstream", "calibrate", "events", str(d / "clicks.wav"), "--array",
+                          "minidsp_uma16", "--video", str(d / "clicks.avi"), "--click", "--out", str(pairs)],
+                         cwd=ROOT, env=display.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    clicked, title = {}, None
+    try:
+        for k in range(1, 11):
+            found = display.wait_window(f"event {k}/10 ", timeout=60)
+            assert found is not None, f"no window for event {k}"
+            title, win = found
+            t = float(title.split(" at ")[1].split(" s")[0])
+            j = int(np.argmin(np.abs(np.array(times) - t)))
+            assert abs(times[j] - t) < 0.05
+            u, v = pixels[j]
+            x, y, w, h = display.geometry(win)
+            assert (w, h) == (640, 480)
+            time.sleep(0.3)  # the title comes up just before the picture
+            shot = display.grab(win).astype(int).sum(axis=2)
+            vv, uu = np.nonzero(shot >= shot.max() - 30)  # the lit LED, shown where it is
+            assert np.hypot(uu.mean() - u, vv.mean() - v) < 3.0
+            if k == 4:
+                display.move(x + 5, y + 5)  # the pointer on the window: keys go there
+                display.key("space")
+            elif k == 10:
+                display.key("Escape")
+            else:
+                display.click(x + round(u), y + round(v))
+                clicked[j] = (round(u), round(v))
+            deadline = time.monotonic() + 10  # the next event replaces this one
+            while time.monotonic() < deadline and display.wait_window(title, timeout=0.1) is not None:
+                if k == 10:
+                    break
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        display.close()
+    assert p.returncode == 0, err
+    assert "10 events, 8 with a pixel" in err, err
+    rows = np.loadtxt(pairs, delimiter=",", skiprows=1)
+    assert len(rows) == 8
+    got = sorted(map(tuple, rows[:, 2:4].round().astype(int).tolist()))
+    assert got == sorted(clicked.values())  # the pixel under the pointer, exactly
+    out = tmp_path / "ext.yaml"
+    p = run_cli("calibrate", "extrinsics", "--pairs", pairs, "--camera", ROOT / "calibration" / "example_pinhole.yaml",
+                "--out", out)
+    assert p.returncode == 0 and _rotation_error(out, R_true) < 2.0
+
+
+def test_click_needs_a_video_and_a_window(clicks, tmp_path):
+    d, times, pixels, _ = clicks
+    p = run_cli("calibrate", "events", d / "clicks.wav", "--array", "minidsp_uma16", "--pixels", d / "none.csv",
+                "--click", "--out", tmp_path / "p.csv")
+    assert p.returncode == 2 and "--click" in p.stderr and "--video" in p.stderr, p.stderr
+    # this OpenCV (headless) opens no window: refused, naming --click and the CSV way instead
+    p = run_cli("calibrate", "events", d / "clicks.wav", "--array", "minidsp_uma16", "--video", d / "clicks.avi",
+                "--click", "--out", tmp_path / "p.csv")
+    assert p.returncode == 2 and "--click" in p.stderr and "--pixels" in p.stderr and "Traceback" not in p.stderr
+
+
 @pytest.fixture(scope="module")
 def taps(tmp_path_factory):
     """pyroomacoustics: a ReSpeaker 4-mic board whose microphones are tapped in turn (a click

@@ -5,9 +5,10 @@ LED), for ``avstream calibrate extrinsics``.
    at least ``min_gap_s`` apart.
 2. Directions: the localizer (SRP-PHAT) on the first ``window_s`` after each onset, before
    reflections pile up.
-3. Pixels: given by the user (a CSV ``time_s,u,v``, matched to the nearest event), or found in a
-   video recorded alongside: the brightest new spot (an LED flashing with the click) in the
-   frame nearest the event, against the median of the video's frames.
+3. Pixels: given by the user (a CSV ``time_s,u,v``, matched to the nearest event, or clicked in
+   a window that shows the video frame of each event in turn), or found in a video recorded
+   alongside: the brightest new spot (an LED flashing with the click) in the frame nearest
+   the event, against the median of the video's frames.
 
 The video and the audio start ``video_offset_s`` apart (the video that much later), or the
 offset is found from the recording itself: the shift that lines the LED's flashes up with the
@@ -180,23 +181,124 @@ class SpotTrack:
         return float(best + (T - matched.max() - matched.min()) / 2), best_n
 
 
+class ClickPicker:
+    """Shows the video frame of each event in a window; the pixel clicked there is where the
+    event's source is. Space or s skips an event, Esc stops (the rest get no pixel).
+
+    The window has no toolbar (``WINDOW_GUI_NORMAL``) and shows the frame at its own size, so a
+    click lands on the pixel under the pointer; the clicked pixel is marked before the next
+    event comes up.
+    """
+
+    WINDOW = "avstream calibrate events"
+
+    def __init__(self, video_path):
+        import cv2
+
+        from ..sinks.video import require_display
+
+        require_display("--click", "give the pixels in a --pixels CSV (time_s,u,v)")
+        self.path = str(video_path)
+        self._cap = cv2.VideoCapture(self.path)
+        if not self._cap.isOpened():
+            raise InputError(f"--video {self.path}: cannot open")
+        self._click = None
+        self._open = False
+
+    def frame_at(self, t: float):
+        """The frame shown at media time ``t`` (seconds), or None outside the video."""
+        import cv2
+
+        if t < 0:
+            return None
+        self._cap.set(cv2.CAP_PROP_POS_MSEC, t * 1000.0)
+        ok, img = self._cap.read()
+        return img if ok else None
+
+    def _on_mouse(self, event, x, y, flags, param):
+        import cv2
+
+        if event == cv2.EVENT_LBUTTONUP:
+            self._click = (float(x), float(y))
+
+    def pick(self, image, title: str):
+        """(u, v) clicked on ``image``; (NaN, NaN) when skipped; None when the user stopped."""
+        import cv2
+
+        if not self._open:
+            cv2.namedWindow(self.WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+            cv2.setMouseCallback(self.WINDOW, self._on_mouse)
+            self._open = True
+        cv2.setWindowTitle(self.WINDOW, title)
+        cv2.imshow(self.WINDOW, image)
+        self._click = None
+        while self._click is None:
+            key = cv2.waitKey(30) & 0xFF
+            if key == 27:
+                return None
+            if key in (ord(" "), ord("s")):
+                return np.nan, np.nan
+            if cv2.getWindowProperty(self.WINDOW, cv2.WND_PROP_VISIBLE) < 1:  # closed by the user
+                return None
+        u, v = self._click
+        shown = image.copy()
+        cv2.drawMarker(shown, (int(round(u)), int(round(v))), (0, 0, 255), cv2.MARKER_CROSS, 24, 2)
+        cv2.imshow(self.WINDOW, shown)
+        cv2.waitKey(250)
+        return u, v
+
+    def close(self):
+        import cv2
+
+        self._cap.release()
+        if self._open:
+            cv2.destroyWindow(self.WINDOW)
+            cv2.waitKey(1)
+
+
+def click_pixels(events, video_path, video_offset_s: float, settle_s: float = 0.03) -> int:
+    """Ask for each event's pixel in a window (ClickPicker), on the frame ``settle_s`` after the
+    event (as SpotTrack looks); returns how many were clicked."""
+    picker = ClickPicker(video_path)
+    n = 0
+    try:
+        for k, e in enumerate(events):
+            img = picker.frame_at(e.time_s - video_offset_s + settle_s)
+            if img is None:
+                continue
+            got = picker.pick(img, f"event {k + 1}/{len(events)} at {e.time_s:.3f} s: click the source "
+                                   "(Space skips, Esc stops)")
+            if got is None:
+                break
+            e.u, e.v = got
+            n += int(np.isfinite(e.u))
+    finally:
+        picker.close()
+    return n
+
+
 def read_pixel_clicks(path) -> np.ndarray:
     """Rows (time_s, u, v) from a CSV with exactly those columns."""
     return read_table(path, ["time_s", "u", "v"])
 
 
 def extract_pairs(x, sample_rate, array, video=None, pixels=None, video_offset_s=0.0, threshold_db=12.0,
-                  min_gap_s=0.3, max_match_s=0.25) -> tuple[list, float | None]:
+                  min_gap_s=0.3, max_match_s=0.25, click=False) -> tuple[list, float | None]:
     """(events with a direction and a pixel, the video offset used). Pixels come from ``video``
-    or a ``pixels`` CSV; ``video_offset_s`` None estimates the offset from the LED flashes."""
+    (the LED, or with ``click`` the user's clicks on its frames) or a ``pixels`` CSV;
+    ``video_offset_s`` None estimates the offset from the LED flashes."""
     if (video is None) == (pixels is None):
-        raise ConfigError("calibrate events: give exactly one of --video FILE (LED found automatically) or "
-                          "--pixels CSV (time_s,u,v)")
+        raise ConfigError("calibrate events: give exactly one of --video FILE (LED found automatically, or "
+                          "--click to click each source) or --pixels CSV (time_s,u,v)")
+    if click and video is None:
+        raise ConfigError("calibrate events: --click shows the frames of a --video FILE; give one")
     onsets = detect_onsets(x, sample_rate, threshold_db=threshold_db, min_gap_s=min_gap_s)
     if len(onsets) == 0:
         raise InputError(f"no impulsive events found (none rises {threshold_db:g} dB above the background)")
     events = event_directions(x, onsets, array, sample_rate)
-    if video is not None:
+    if video is not None and click:
+        click_pixels(events, video, video_offset_s or 0.0)
+    elif video is not None:
         track = SpotTrack(video)
         if video_offset_s is None:
             video_offset_s, _ = track.estimate_offset(np.array([e.time_s for e in events]))

@@ -67,32 +67,42 @@ def has_gui() -> bool:
     return bool(gui) and gui[0].upper() not in ("NONE", "NO", "")
 
 
+def require_display(option: str, instead: str):
+    """Raise a ConfigError naming ``option`` when no window can be opened, saying what to do
+    ``instead``."""
+    import os
+
+    if not has_gui():
+        raise ConfigError(f"{option}: this OpenCV has no GUI support (opencv-python-headless); install "
+                          f"opencv-python in its place, or {instead}")
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ConfigError(f"{option}: no display (DISPLAY is not set); {instead}")
+
+
 class ViewSink(Sink):
     """Shows the overlay in a window; closing it (or pressing q / Esc) stops nothing but the view."""
 
     WINDOW = "avstream"
 
     def __init__(self):
-        import os
-
-        if not has_gui():
-            raise ConfigError("--view: this OpenCV has no GUI support (opencv-python-headless); install "
-                              "opencv-python in its place, or watch the --overlay video or the ZeroMQ stream")
-        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise ConfigError("--view: no display (DISPLAY is not set); use --overlay PATH.mp4 instead")
+        require_display("--view", "watch the --overlay video or the ZeroMQ stream")
         self.open_ = True
+        self._shown = False
 
-    def write(self, heatmap):  # pragma: no cover - needs a display, which CI has not
+    def write(self, heatmap):
         import cv2
 
         if heatmap.overlay is None or not self.open_:
             return
+        if not self._shown:  # no toolbar or status bar: the window is the picture
+            cv2.namedWindow(self.WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+            self._shown = True
         cv2.imshow(self.WINDOW, heatmap.overlay)
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.open_ = False
             cv2.destroyWindow(self.WINDOW)
 
-    def close(self, summary):  # pragma: no cover
+    def close(self, summary):
         import cv2
 
         if self.open_:
