@@ -234,6 +234,15 @@ def _rotation_error(ext_path, R_true):
     return float(np.rad2deg(np.arccos(np.clip((np.trace(R.T @ R_true) - 1) / 2, -1, 1))))
 
 
+def _extrinsics_error(pairs, tmp_path, R_true) -> float:
+    """calibrate extrinsics on a pairs CSV (the example pinhole camera): degrees from R_true."""
+    out = tmp_path / "ext.yaml"
+    p = run_cli("calibrate", "extrinsics", "--pairs", pairs, "--camera", ROOT / "calibration" / "example_pinhole.yaml",
+                "--out", out)
+    assert p.returncode == 0, p.stderr
+    return _rotation_error(out, R_true)
+
+
 def test_events_to_extrinsics(clicks, tmp_path):
     """calibrate events pairs every click with its LED, and calibrate extrinsics recovers the
     rotation within 2 degrees."""
@@ -245,11 +254,7 @@ def test_events_to_extrinsics(clicks, tmp_path):
     assert "10 events, 10 with a pixel" in p.stderr
     offset = float(p.stderr.split("the video starts ")[1].split(" s after")[0])
     assert abs(offset) < 1 / 30, offset  # recorded together: found to start together, within a frame
-    out = tmp_path / "ext.yaml"
-    p = run_cli("calibrate", "extrinsics", "--pairs", pairs, "--camera", ROOT / "calibration" / "example_pinhole.yaml",
-                "--out", out)
-    assert p.returncode == 0, p.stderr
-    assert _rotation_error(out, R_true) < 2.0
+    assert _extrinsics_error(pairs, tmp_path, R_true) < 2.0
 
 
 def test_events_with_a_video_started_late(clicks, tmp_path):
@@ -264,10 +269,7 @@ def test_events_with_a_video_started_late(clicks, tmp_path):
     assert p.returncode == 0 and f"10 events, {seen} with a pixel" in p.stderr, p.stderr
     offset = float(p.stderr.split("the video starts ")[1].split(" s after")[0])
     assert abs(offset - 1.234) < 1 / 30, offset
-    out = tmp_path / "ext.yaml"
-    p = run_cli("calibrate", "extrinsics", "--pairs", pairs, "--camera", ROOT / "calibration" / "example_pinhole.yaml",
-                "--out", out)
-    assert p.returncode == 0 and _rotation_error(out, R_true) < 2.0
+    assert _extrinsics_error(pairs, tmp_path, R_true) < 2.0
 
 
 def test_events_with_clicked_pixels(clicks, tmp_path):
@@ -279,10 +281,7 @@ def test_events_with_clicked_pixels(clicks, tmp_path):
     p = run_cli("calibrate", "events", d / "clicks.wav", "--array", "minidsp_uma16", "--pixels", csv_path,
                 "--out", pairs)
     assert p.returncode == 0 and "10 with a pixel" in p.stderr, p.stderr
-    out = tmp_path / "ext.yaml"
-    p = run_cli("calibrate", "extrinsics", "--pairs", pairs, "--camera", ROOT / "calibration" / "example_pinhole.yaml",
-                "--out", out)
-    assert p.returncode == 0 and _rotation_error(out, R_true) < 2.0
+    assert _extrinsics_error(pairs, tmp_path, R_true) < 2.0
     bad = tmp_path / "bad.csv"
     bad.write_text("time_s,u,v\n1.0,2.0\n")
     p = run_cli("calibrate", "events", d / "clicks.wav", "--array", "minidsp_uma16", "--pixels", bad, "--out", pairs)
@@ -347,10 +346,7 @@ def test_events_with_pixels_clicked_in_a_window(clicks, tmp_path):
     assert len(rows) == 8
     got = sorted(map(tuple, rows[:, 2:4].round().astype(int).tolist()))
     assert got == sorted(clicked.values())  # the pixel under the pointer, exactly
-    out = tmp_path / "ext.yaml"
-    p = run_cli("calibrate", "extrinsics", "--pairs", pairs, "--camera", ROOT / "calibration" / "example_pinhole.yaml",
-                "--out", out)
-    assert p.returncode == 0 and _rotation_error(out, R_true) < 2.0
+    assert _extrinsics_error(pairs, tmp_path, R_true) < 2.0
 
 
 def test_click_needs_a_video_and_a_window(clicks, tmp_path):
