@@ -67,3 +67,21 @@ def test_direction_convention_and_grids():
     assert el[0, 0] == pytest.approx(35) and el[-1, 0] == pytest.approx(-35)  # top row first
     with pytest.raises(ConfigError, match="expected sphere:N, hemisphere:N, fov:H,V:COLS,ROWS .* or camera:BLOCK"):
         parse_grid("cube:6")
+
+
+def test_camera_grid_surround_is_linked_both_ways():
+    """The peak picker sees across the picture's edge: every link between an image cell and a
+    surround cell goes both ways (else an edge cell would be a 'peak' with the map still rising
+    beyond it), while links among image cells stay the 8 nearest."""
+    from avstream.geometry.camera import default_camera, default_extrinsics
+    from avstream.geometry.grids import _neighbors, camera_grid
+
+    g = camera_grid(default_camera(), default_extrinsics(), 10, 3.0)
+    n = g.n_image
+    assert g.n_dirs > n and g.definition["surround_cells"] == g.n_dirs - n
+    nb = g.neighbors
+    links = {(i, int(j)) for i in range(g.n_dirs) for j in nb[i] if j >= 0}
+    assert all((j, i) in links for i, j in links if i >= n or j >= n)
+    assert any(i < n <= j for i, j in links)  # the edge does meet the surround
+    assert (nb[:, :8] == _neighbors(g.directions, 8)).all()
+    assert all(len(set(r[r >= 0])) == len(r[r >= 0]) for r in nb)

@@ -129,22 +129,23 @@ def _linked_both_ways(nb: np.ndarray, first: int) -> np.ndarray:
     """``nb`` with the links into cells >= ``first`` made mutual: a cell that one of those
     lists as a neighbour lists it back (in added columns, -1 padded). Links among the cells
     before ``first`` stay as they are."""
-    n = len(nb)
-    i = np.repeat(np.arange(n), nb.shape[1])
+    n, k = nb.shape
+    i = np.repeat(np.arange(n), k)
     j = nb.ravel().astype(np.int64)
     rev = (i >= first) | (j >= first)
     a, b = j[rev], i[rev]  # b should appear among a's neighbours
-    have = {(int(x), int(y)) for x, y in zip(i, j)}
-    extra: dict = {}
-    for x, y in zip(a.tolist(), b.tolist()):
-        if (x, y) not in have:
-            have.add((x, y))
-            extra.setdefault(x, []).append(y)
-    width = max((len(v) for v in extra.values()), default=0)
-    out = np.full((n, nb.shape[1] + width), -1, dtype=np.int32)
-    out[:, :nb.shape[1]] = nb
-    for x, ys in extra.items():
-        out[x, nb.shape[1]:nb.shape[1] + len(ys)] = ys
+    keep = ~(nb[a] == b[:, None]).any(axis=1)
+    a, b = a[keep], b[keep]
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    if len(a):
+        first_of = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]  # each missing link once
+        a, b = a[first_of], b[first_of]
+    counts = np.bincount(a, minlength=n)
+    out = np.full((n, k + int(counts.max(initial=0))), -1, dtype=np.int32)
+    out[:, :k] = nb
+    col = np.arange(len(a)) - np.r_[0, np.cumsum(counts)[:-1]][a]  # place within its row
+    out[a, k + col] = b
     return out
 
 
