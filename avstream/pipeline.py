@@ -229,8 +229,8 @@ class Pipeline:
         such a frame is not evidence and gets weight 0."""
         while self._replaced and self._replaced[0][1] < s0:
             self._replaced.popleft()
-        end = s0 + self.stft.frame
-        return any(first < end for first, _ in self._replaced)
+        # the ranges come in stream order: only the first one left can reach into this frame
+        return bool(self._replaced) and self._replaced[0][0] < s0 + self.stft.frame
 
     def _emit(self):
         self._n_frames = 0

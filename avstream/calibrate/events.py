@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..sinks.video import picture_window, require_display
 from .tables import read_table
 
 
@@ -195,8 +196,6 @@ class ClickPicker:
     def __init__(self, video_path):
         import cv2
 
-        from ..sinks.video import require_display
-
         require_display("--click", "give the pixels in a --pixels CSV (time_s,u,v)")
         self.path = str(video_path)
         self._cap = cv2.VideoCapture(self.path)
@@ -226,7 +225,7 @@ class ClickPicker:
         import cv2
 
         if not self._open:
-            cv2.namedWindow(self.WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+            picture_window(self.WINDOW)
             cv2.setMouseCallback(self.WINDOW, self._on_mouse)
             self._open = True
         cv2.setWindowTitle(self.WINDOW, title)

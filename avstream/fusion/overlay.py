@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..geometry.camera import pixels_of
-from ..geometry.grids import camera_grid
+from ..geometry.camera import picture_pixels
+from ..geometry.grids import camera_grid, to_unit
 
 FULL_CONTRAST = 0.2  # map peak over its median (mean PHAT coherence) drawn at full opacity
 MARK_CONTRAST = 0.05  # a peak is marked when it stands this far above the map's median
@@ -48,6 +48,7 @@ class Overlay:
         d = grid.definition or {}
         if d.get("type") == "camera" and (d["width"], d["height"]) == self.size:
             self.shape = grid.shape
+            self._grid = grid
             self._cell = None
         else:
             blocks = camera_grid(camera, extrinsics, block, distance, surround=0)
@@ -66,7 +67,7 @@ class Overlay:
     def map_image(self, values: np.ndarray) -> np.ndarray:
         """The map on the overlay's (rows, cols) block raster, float32."""
         if self._cell is None:
-            return values[:self.shape[0] * self.shape[1]].reshape(self.shape).astype(np.float32, copy=False)
+            return self._grid.image(values).astype(np.float32, copy=False)
         img = values[self._cell].astype(np.float32)
         img[self._clear] = 0.0
         return img.reshape(self.shape)
@@ -75,16 +76,13 @@ class Overlay:
         """(u, v) of each peak on the image, NaN when out of view."""
         if not peaks:
             return []
-        u, v = pixels_of(self.camera, self.extrinsics, [p.azimuth_deg for p in peaks],
-                         [p.elevation_deg for p in peaks], self.distance)
-        inside = np.isfinite(u) & (u >= 0) & (u < self.size[0]) & (v >= 0) & (v < self.size[1])
-        return [(float(a), float(b)) if ok else (np.nan, np.nan) for a, b, ok in zip(u, v, inside)]
+        dirs = to_unit([p.azimuth_deg for p in peaks], [p.elevation_deg for p in peaks])
+        u, v = picture_pixels(self.camera, self.extrinsics, dirs, self.distance)
+        return [(float(a), float(b)) for a, b in zip(u, v)]
 
     def edge_point(self, peak, margin: int = 24):
         """Where the arrow for an out-of-view ``peak`` ends: ((x, y) on the picture's edge,
         (dx, dy) unit direction in the picture) along the way the camera would turn."""
-        from ..geometry.grids import to_unit
-
         ray = self.extrinsics.to_camera(to_unit(peak.azimuth_deg, peak.elevation_deg)[None], self.distance)[0]
         d = np.array([ray[0], ray[1]], float)  # optical frame: x right, y down
         n = float(np.hypot(*d))

@@ -110,6 +110,22 @@ def pixels_of(camera: Camera, extrinsics: "Extrinsics", azimuth_deg, elevation_d
     return camera.project(extrinsics.to_camera(d, distance))
 
 
+def picture_pixels(camera: Camera, extrinsics: "Extrinsics", dirs, distance=None):
+    """Pixels (u, v) of array-frame unit directions (N, 3) that the camera's picture holds; NaN
+    for the others: behind the camera, outside the image, or folded into it by a distortion
+    polynomial beyond its range (that pixel's ray does not lead back to the direction)."""
+    rays = extrinsics.to_camera(np.asarray(dirs, float).reshape(-1, 3), distance)
+    rays = rays / np.linalg.norm(rays, axis=1, keepdims=True)
+    u, v = camera.project(rays)
+    ok = np.isfinite(u) & np.isfinite(v)
+    ok[ok] = (u[ok] >= -0.5) & (u[ok] <= camera.width - 0.5) & (v[ok] >= -0.5) & (v[ok] <= camera.height - 0.5)
+    if ok.any():
+        back = camera.unproject(u[ok], v[ok])
+        same = np.nan_to_num(np.sum(back * rays[ok], axis=1)) > np.cos(np.deg2rad(0.5))
+        ok[np.flatnonzero(ok)[~same]] = False
+    return np.where(ok, u, np.nan), np.where(ok, v, np.nan)
+
+
 def default_camera() -> Camera:
     """The built-in camera of the synthetic scene: 640x480 pinhole, 90 x 74 degrees, with a
     little barrel distortion (so the demo exercises the distortion path)."""

@@ -91,6 +91,10 @@ class Grid:
         A camera grid's cells after these are its surround, out of the picture."""
         return int(np.prod(self.shape))
 
+    def image(self, values: np.ndarray) -> np.ndarray:
+        """The image part of a map of this grid, reshaped to ``shape`` (a view)."""
+        return values[:self.n_image].reshape(self.shape)
+
     def azel(self):
         return to_azel(self.directions)
 
@@ -181,19 +185,11 @@ SURROUND = 2562  # sphere lattice whose out-of-picture directions a camera grid 
 
 
 def in_view(camera, extrinsics, dirs: np.ndarray, distance: float | None = None) -> np.ndarray:
-    """Which array-frame unit directions (N, 3) the camera's picture holds: they project into
-    the image and that pixel's ray leads back to them (so a distortion polynomial folding far
-    directions into the image does not count)."""
-    rays = extrinsics.to_camera(np.asarray(dirs, float), distance)
-    rays = rays / np.linalg.norm(rays, axis=1, keepdims=True)
-    u, v = camera.project(rays)
-    ok = np.isfinite(u) & np.isfinite(v)
-    ok[ok] = (u[ok] >= -0.5) & (u[ok] <= camera.width - 0.5) & (v[ok] >= -0.5) & (v[ok] <= camera.height - 0.5)
-    if ok.any():
-        back = camera.unproject(u[ok], v[ok])
-        same = np.nan_to_num(np.sum(back * rays[ok], axis=1)) > np.cos(np.deg2rad(0.5))
-        ok[np.flatnonzero(ok)[~same]] = False
-    return ok
+    """Which array-frame unit directions (N, 3) the camera's picture holds (see
+    camera.picture_pixels)."""
+    from .camera import picture_pixels
+
+    return np.isfinite(picture_pixels(camera, extrinsics, dirs, distance)[0])
 
 
 def camera_grid(camera, extrinsics, block: float, distance: float | None = None, spec: str | None = None,
@@ -305,6 +301,7 @@ class ImageLayout:
     """
 
     def __init__(self, grid: Grid, sphere_resolution_deg: float = 2.0):
+        self.grid = grid
         if grid.definition.get("type") == "camera":
             self.rows, self.cols = grid.shape
             self.definition = dict(grid.definition)
@@ -333,7 +330,7 @@ class ImageLayout:
     def image(self, values: np.ndarray) -> np.ndarray:
         """The (rows, cols) float32 image of a map; a buffer reused between calls."""
         if self._cell is None:
-            self._image[:] = values[:self.rows * self.cols].reshape(self.rows, self.cols)
+            self._image[:] = self.grid.image(values)
         else:
             flat = self._image.reshape(-1)
             flat[:] = values[self._cell]

@@ -16,23 +16,23 @@ class NpzSink(Sink):
         self.path = path
         self._maps, self._t, self._stamp, self._peaks = [], [], [], []
         self._meta = {}
-        self._shape = None
+        self._grid = None
         self._directions = None
 
     def open(self, meta):
         self._meta = {k: v for k, v in meta.items() if k not in ("grid_object", "camera")}
         grid = meta["grid_object"]
         # the image cells of a camera grid; its surround shows in the peaks
-        self._shape, self._directions = grid.shape, grid.directions[:grid.n_image]
+        self._grid, self._directions = grid, grid.directions[:grid.n_image]
 
     def write(self, heatmap):
-        self._maps.append(heatmap.values[:len(self._directions)].reshape(self._shape))
+        self._maps.append(self._grid.image(heatmap.values))
         self._t.append(heatmap.t)
         self._stamp.append(heatmap.stamp)
         self._peaks.append(json.dumps([p.to_dict() for p in heatmap.peaks]))
 
     def close(self, summary):
-        maps = np.stack(self._maps) if self._maps else np.zeros((0,) + tuple(self._shape), np.float32)
+        maps = np.stack(self._maps) if self._maps else np.zeros((0,) + tuple(self._grid.shape), np.float32)
         np.savez_compressed(self.path, heatmaps=maps.astype(np.float32), t=np.asarray(self._t),
                             stamp=np.asarray(self._stamp), directions=self._directions,
                             peaks=np.asarray(self._peaks, dtype=str),

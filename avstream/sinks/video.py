@@ -67,6 +67,14 @@ def has_gui() -> bool:
     return bool(gui) and gui[0].upper() not in ("NONE", "NO", "")
 
 
+def picture_window(name: str):
+    """Open a window that is just the picture: its own size, no toolbar or status bar, so a
+    point in the window is the pixel under it."""
+    import cv2
+
+    cv2.namedWindow(name, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+
+
 def require_display(option: str, instead: str):
     """Raise a ConfigError naming ``option`` when no window can be opened, saying what to do
     ``instead``."""
@@ -94,8 +102,8 @@ class ViewSink(Sink):
 
         if heatmap.overlay is None or not self.open_:
             return
-        if not self._shown:  # no toolbar or status bar: the window is the picture
-            cv2.namedWindow(self.WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+        if not self._shown:
+            picture_window(self.WINDOW)
             self._shown = True
         cv2.imshow(self.WINDOW, heatmap.overlay)
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
