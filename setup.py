@@ -26,7 +26,12 @@ setup(
         "opencv-python-headless>=4.8",
     ],
     extras_require={
-        "test": ["pytest>=7", "pyroomacoustics>=0.7", "mcap-ros2-support>=0.5", "wheel", "python-xlib>=0.33"],
+        # learned engines on a robot: ONNX Runtime only (CPU, or CUDA with onnxruntime-gpu); no torch
+        "engines": ["onnxruntime>=1.17"],
+        # avstream train and the torch backend: torch pinned to the CPU build this machine serves
+        "train": ["torch==2.13.0", "onnx>=1.16", "onnxscript>=0.1", "onnxruntime>=1.17"],
+        "test": ["pytest>=7", "pyroomacoustics>=0.7", "mcap-ros2-support>=0.5", "wheel", "python-xlib>=0.33",
+                 "onnxruntime>=1.17", "torch==2.13.0", "onnx>=1.16", "onnxscript>=0.1"],
         "bench": ["pyroomacoustics>=0.7", "acoular>=24.3"],
     },
     data_files=[
@@ -35,6 +40,7 @@ setup(
         ("share/" + package_name + "/launch", glob("launch/*.py")),
         ("share/" + package_name + "/calibration", glob("calibration/*.yaml")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
+        ("share/" + package_name + "/engines", glob("engines/*.onnx") + glob("engines/*.pt") + glob("engines/LICENSE*")),
     ],
     entry_points={"console_scripts": ["avstream = avstream.cli:main", "avstream_node = avstream.ros_node:main"]},
     zip_safe=False,

@@ -52,6 +52,17 @@ def _add_common(p, grid_default=None):
     p.add_argument("--frame", type=int, help="STFT frame in samples (default 512)")
     p.add_argument("--hop", type=int, help="STFT hop in samples (default 256)")
     p.add_argument("--update-frames", type=int, help="STFT frames per heatmap update (default 4)")
+    eng = p.add_argument_group("learned engines")
+    eng.add_argument("--engine", metavar="PATH.onnx",
+                     help="audio-visual engine (avstream train makes one; engines/README.md): a map over the picture "
+                          "and a mask of the sounding object; needs a camera")
+    eng.add_argument("--engine-backend", choices=["auto", "tensorrt", "onnxruntime", "torch"],
+                     help="auto (default): TensorRT with a GPU, else ONNX Runtime (CUDA or CPU)")
+    eng.add_argument("--fusion", choices=["array", "engine", "product"],
+                     help="the published picture map: the array's, the engine's, or (default) their product")
+    eng.add_argument("--speech", choices=["auto", "on", "off"],
+                     help="speech probability per update and per source (silero-vad; default auto: when ONNX "
+                          "Runtime is installed)")
     p.add_argument("--config", help="YAML configuration file (see README); flags override it")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any configuration key, e.g. --set localize.smoothing=0.5 (repeatable)")
@@ -111,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      '{"summary": {"peaks": [...]}} with the dominant sources over the file.')
     loc.add_argument("audio_file")
     _add_common(loc)
+    lcam = loc.add_argument_group("camera (each line then also has \"pixels\": the picture map's peaks)")
+    lcam.add_argument("--video", metavar="FILE", help="video recorded with the audio (starting with it)")
+    lcam.add_argument("--intrinsics", metavar="CAMERA.yaml", help="its calibration (ROS camera_calibration YAML)")
+    lcam.add_argument("--extrinsics", metavar="EXTRINSICS.yaml", help="array-to-camera rotation and translation")
 
     bench = sub.add_parser("bench", help="benchmark avstream against its peers, as a table",
                            description="Times avstream and, when installed, pyroomacoustics and acoular on the "
@@ -234,6 +249,10 @@ def _overrides(args, command) -> dict:
         o["stft.hop"] = args.hop
     if args.update_frames is not None:
         o["localize.update_frames"] = args.update_frames
+    for flag, key in (("engine", "engine.path"), ("engine_backend", "engine.backend"), ("fusion", "engine.fusion"),
+                      ("speech", "engine.speech")):
+        if getattr(args, flag) is not None:
+            o[key] = getattr(args, flag)
     if command == "run":
         for flag, key in RUN_VALUE_FLAGS:
             value = getattr(args, flag)
@@ -257,38 +276,26 @@ def _overrides(args, command) -> dict:
 def cmd_run(args) -> int:
     from .config import load_config
     from .pipeline import Pipeline
-    from .sinks import JsonlSink, NpzSink
+    from .sinks.assemble import build_sinks
     from .sinks.status import StatusLine
+    from .sinks.video import VideoFileSink
 
     cfg = load_config(args.config, _overrides(args, "run"))
-    sinks = []
-    if cfg.output.jsonl:
-        sinks.append(JsonlSink(cfg.output.jsonl))
-    if cfg.output.npz:
-        sinks.append(NpzSink(cfg.output.npz))
-    if cfg.output.record:
-        from .sinks.mcap_sink import McapSink
-
-        sinks.append(McapSink(cfg.output.record, cfg.ros.namespace, cfg.ros.frame_id, cfg.ros.distro))
+    sinks = build_sinks(cfg)
     # the status line rewrites itself with \r: only on a terminal, unless AVSTREAM_STATUS=1
     show = cfg.output.status and (sys.stderr.isatty() or os.environ.get("AVSTREAM_STATUS") == "1")
     status = StatusLine() if show else None
     if cfg.zmq.endpoint:
-        from .sinks.zmq_sink import ZmqSink
-
-        sinks.append(ZmqSink(cfg.zmq.endpoint, cfg.zmq.hwm, cfg.zmq.curve_secret_key, cfg.zmq.curve_clients,
-                             cfg.ros.frame_id, cfg.zmq.overlay_quality, cfg.ros.camera_frame_id))
         print(f"avstream: ZeroMQ stream on {cfg.zmq.endpoint} (check it: avstream echo {cfg.zmq.endpoint})",
               file=sys.stderr)
-    if cfg.ros.publish:
-        from .sinks.dds_sink import DdsSink, domain_id
-
-        sinks.append(DdsSink(cfg.ros.namespace, cfg.ros.frame_id, cfg.ros.distro,
-                             qos=cfg.ros.qos))
     pipe = Pipeline(cfg, sinks, status=status)
     if cfg.ros.publish:
+        from .sinks.dds_sink import domain_id
+
         camera = "" if pipe.overlay is None else ", /overlay" + (
             ", /camera_info" if pipe.camera.model != "equirectangular" else "")
+        if pipe.fusion is not None and pipe.engines is not None and pipe.engines.av is not None:
+            camera += ", /engine_heatmap, /segmentation"
         print(f"avstream: ROS 2 topics {cfg.ros.namespace}/heatmap, /sources, /markers{camera}, /diagnostics on DDS "
               f"domain {domain_id()} ({cfg.ros.distro} types)", file=sys.stderr)
     if cfg.source.kind == "synthetic":
@@ -297,7 +304,7 @@ def cmd_run(args) -> int:
                           for s in cfg.source.scene.sources)
         print(f"avstream: synthetic scene on {pipe.array.name} ({pipe.array.n_mics} mics): {scene}",
               file=sys.stderr)
-    overlay = _overlay_sinks(cfg, pipe)
+    overlay = next((s for s in sinks if isinstance(s, VideoFileSink)), None)
     signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
     # a file read as fast as possible runs in this thread: nothing to pace, nothing to drop,
     # and video frames pair with the audio by stream time exactly
@@ -319,25 +326,6 @@ def cmd_run(args) -> int:
     return 0
 
 
-DEMO_OVERLAY = "avstream_overlay.mp4"
-
-
-def _overlay_sinks(cfg, pipe):
-    """Add the overlay video and window sinks; return the video sink (or None)."""
-    from .sinks.video import VideoFileSink, ViewSink
-
-    path = cfg.output.overlay
-    if path == "auto":
-        path = DEMO_OVERLAY if cfg.camera_source == "synthetic" else None
-    video = None
-    if path:
-        video = VideoFileSink(path)
-        pipe.sinks.append(video)
-    if cfg.output.view:
-        pipe.sinks.append(ViewSink())
-    return video
-
-
 def cmd_locate(args) -> int:
     from .config import load_config
     from .pipeline import Pipeline
@@ -349,6 +337,12 @@ def cmd_locate(args) -> int:
     o["source.realtime"] = False
     o["source.block"] = 4096
     o["duration"] = None
+    o["camera.source"] = args.video or "none"
+    o["camera.realtime"] = False
+    if args.intrinsics:
+        o["camera.intrinsics"] = args.intrinsics
+    if args.extrinsics:
+        o["camera.extrinsics"] = args.extrinsics
     cfg = load_config(args.config, o)
     pipe = Pipeline(cfg, [JsonlSink("-")])
     pipe.run_sync()
@@ -517,6 +511,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["run"] + list(argv or []))
+    from .logs import to_stderr
+
+    to_stderr()
     try:
         return {"run": cmd_run, "locate": cmd_locate, "bench": cmd_bench, "echo": cmd_echo, "calibrate": cmd_calibrate,
                 "devices": cmd_devices}[args.command](args)

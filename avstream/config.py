@@ -228,6 +228,24 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    """Learned engines (docs: README, "Learned engines"; engines/README.md)."""
+
+    path: Optional[str] = None  # ONNX file of an audio-visual engine (avstream train writes one); null = none
+    backend: Literal["auto", "tensorrt", "onnxruntime", "torch"] = "auto"  # auto: TensorRT on a GPU, else ONNX Runtime
+    threads: int = 2  # ONNX Runtime intra-op threads
+    precision: Literal["fp16", "fp32", "int8"] = "fp16"  # TensorRT plans
+    cache_dir: Optional[str] = None  # TensorRT plan cache; default ~/.cache/avstream/engines
+    fusion: Literal["array", "engine", "product"] = "product"  # the published picture map
+    speech: Literal["auto", "on", "off"] = "auto"  # speech probabilities (silero-vad); auto: when ONNX Runtime is there
+    gate_db: float = -55.0  # the engine map is gated off while the mono mix is quieter than this (dB full scale)
+
+    def validate(self, key):
+        _check(1 <= self.threads <= 64, f"{key}.threads", "must be within 1..64")
+        _check(-120 <= self.gate_db <= 0, f"{key}.gate_db", "must be within [-120, 0] dB full scale")
+
+
+@dataclass(frozen=True)
 class Config:
     array: str = "minidsp_uma16"
     duration: Optional[float] = 5.0  # seconds of audio to process; None = until the end/stop
@@ -238,6 +256,7 @@ class Config:
     ros: RosConfig = field(default_factory=RosConfig)
     zmq: ZmqConfig = field(default_factory=ZmqConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     def validate(self, key=""):
         _check(self.duration is None or self.duration > 0, "duration", "must be positive or null")
@@ -248,6 +267,7 @@ class Config:
         self.ros.validate("ros")
         self.zmq.validate("zmq")
         self.camera.validate("camera")
+        self.engine.validate("engine")
         _check(self.camera.source != "synthetic" or self.source.kind == "synthetic", "camera.source",
                "the synthetic camera films the synthetic audio scene: it needs source.kind synthetic")
 

@@ -67,10 +67,76 @@ class Peak:
     azimuth_deg: float
     elevation_deg: float
     power: float
+    speech: float | None = None  # speech probability of the source's beamformed signal (speech engine)
 
     def to_dict(self) -> dict:
-        return {"azimuth_deg": round(self.azimuth_deg, 2), "elevation_deg": round(self.elevation_deg, 2),
-                "power": round(self.power, 4)}
+        out = {"azimuth_deg": round(self.azimuth_deg, 2), "elevation_deg": round(self.elevation_deg, 2),
+               "power": round(self.power, 4)}
+        if self.speech is not None:
+            out["speech"] = round(self.speech, 3)
+        return out
+
+
+@dataclass
+class UpdateWindow:
+    """What one update is made of, handed from the audio front end to the localizer and engines.
+
+    Attributes
+    ----------
+    frames : ndarray (update_frames, n_mics, n_freqs) complex64
+        STFT frames. A view into the front end's buffer: valid until its next ``process`` call.
+    weights : ndarray (update_frames,) float32
+        0 for frames that hold replaced (NaN/Inf) samples, else 1.
+    t, stamp : float
+        Stream time and capture time of the first sample behind the update.
+    seq : int
+    flags : set of str
+    samples : ndarray (n_mics, n) float32 or None
+        The microphones' samples ending with the update's last sample (``n`` as the engines
+        asked for; None when no stage asked for samples).
+    new_samples : int
+        Samples since the previous update ended: the last ``new_samples`` columns are new.
+    """
+
+    frames: np.ndarray
+    weights: np.ndarray
+    t: float
+    stamp: float
+    seq: int
+    flags: set
+    samples: np.ndarray | None = None
+    new_samples: int = 0
+
+
+@dataclass
+class PictureMaps:
+    """Maps over the camera picture that an update carries when there is a camera.
+
+    All maps are float32 (rows, cols) rasters laid over the whole picture (cell (r, c) covers
+    pixels [c * width / cols, (c + 1) * width / cols) x [r * height / rows, ...)).
+
+    Attributes
+    ----------
+    array : ndarray or None
+        The array's map on the picture.
+    engine : ndarray or None
+        The learned engine's map (0..1), None without an engine or while it is gated off.
+    fused : ndarray
+        The published map: per ``--fusion``, the array's, the engine's, or their product.
+    mask : ndarray (mask_rows, mask_cols) uint8 or None
+        255 where the segmenter sees the sounding object(s).
+    pixels : list of dict
+        Peaks of ``fused``: {"u", "v", "power"} in picture pixels.
+    gated : bool
+        Whether the engine map was gated off because the audio was silent.
+    """
+
+    array: np.ndarray | None
+    engine: np.ndarray | None
+    fused: np.ndarray
+    mask: np.ndarray | None = None
+    pixels: list = field(default_factory=list)
+    gated: bool = False
 
 
 @dataclass
@@ -100,9 +166,15 @@ class Heatmap:
     status: dict | None = None  # pipeline counters at this update (rate, drops, device)
     frame: VideoFrame | None = None  # the camera frame nearest in capture time, when there is a camera
     overlay: np.ndarray | None = None  # (height, width, 3) uint8 BGR: the map drawn on that frame
+    picture: PictureMaps | None = None  # maps over the picture (array, engine, fused, mask)
+    speech: float | None = None  # speech probability of the update's mono mix (speech engine)
 
     def to_dict(self) -> dict:
         out = {"t": round(self.t, 4), "peaks": [p.to_dict() for p in self.peaks]}
+        if self.speech is not None:
+            out["speech"] = round(self.speech, 3)
+        if self.picture is not None:
+            out["pixels"] = self.picture.pixels
         if self.flags:
             out["flags"] = sorted(self.flags)
         return out

@@ -1,13 +1,22 @@
-"""The streaming spine: source -> ring buffer -> STFT -> localizer -> sinks.
+"""The streaming spine: a short chain of stages, each a synchronous core.
 
-``Pipeline.process_block`` is the synchronous core (tests and ``avstream locate`` drive it
-directly, deterministically); ``Pipeline.run`` adds the capture thread and the ring buffer.
+    capture (capture/)            audio blocks, camera frames, each with its capture time
+    -> front end (spectral.py)    channel pick, input checks, STFT: one UpdateWindow per update
+    -> localizer (localize/)      the array's map over the grid and its peaks: a Heatmap
+    -> pairing (fusion/)          the camera frame nearest the update
+    -> engines (engines/)         learned maps over the picture, speech probabilities
+    -> fusion (fusion/)           array x engine map over the picture, its pixels, the overlay
+    -> sinks (sinks/)             ROS 2, ZeroMQ, MCAP, files, windows
+
+``Pipeline.process_block`` runs the chain once per block in the caller's thread (tests and
+``avstream locate`` drive it directly, deterministically); ``Pipeline.run`` adds the capture
+thread and the ring buffer in front of it. The pipeline only wires the stages.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections import Counter, deque
 
 import numpy as np
 
@@ -17,16 +26,17 @@ from .capture.ring import RingBuffer
 from .capture.synthetic import SyntheticScene
 from .config import Config, to_dict
 from .errors import ConfigError, InputError
-from .frames import FLAG_CLIPPED, FLAG_NONFINITE, FLAG_SILENT, AudioBlock
+from .frames import AudioBlock
 from .geometry.arrays import load_array
-from .kernels.levels import select_and_scan
 from .geometry.grids import parse_grid
 from .localize import make_localizer
-from .spectral import StreamingSTFT
+from .spectral import AudioFrontEnd
 from .capture.video import OpenCvCamera, SyncVideo, SyntheticCamera, VideoRunner
+from .fusion.pairing import FramePairing
 
 STALL_SECONDS = 5.0  # no audio for this long while running is an error, not a hang
-CLIP_LEVEL = 0.999  # |sample| at or above this (full scale 1) counts as clipped
+
+log = logging.getLogger(__name__)
 
 
 def make_source(cfg: Config, array):
@@ -48,8 +58,6 @@ def make_camera(cfg: Config, audio_source, array):
     The video source is opened here, so a missing camera is an error at start-up (or, with
     ``camera.optional``, a warning and audio only until it appears).
     """
-    import sys
-
     from .geometry.camera import default_camera, default_extrinsics, generic_camera, load_camera, load_extrinsics
 
     c = cfg.camera
@@ -70,17 +78,14 @@ def make_camera(cfg: Config, audio_source, array):
             if not c.optional:
                 raise InputError(f"{exc} (set camera.optional: true to run on audio alone until it appears)") \
                     from None
-            print(f"avstream: warning: {exc}; camera.optional is set: audio only, retrying every "
-                  f"{c.retry_s:g} s", file=sys.stderr)
+            log.warning("%s; camera.optional is set: audio only, retrying every %g s", exc, c.retry_s)
         if camera is None:
             if core.size is None:
-                print("avstream: warning: no camera.intrinsics and the camera is not there to measure: "
-                      "no overlay", file=sys.stderr)
+                log.warning("no camera.intrinsics and the camera is not there to measure: no overlay")
                 return None, None, None
             camera = generic_camera(*core.size)
-            print(f"avstream: note: no camera.intrinsics: assuming a {camera.width}x{camera.height} pinhole with "
-                  f"a 70-degree horizontal field of view (calibrate it: avstream calibrate camera)",
-                  file=sys.stderr)
+            log.info("note: no camera.intrinsics: assuming a %dx%d pinhole with a 70-degree horizontal field of "
+                     "view (calibrate it: avstream calibrate camera)", camera.width, camera.height)
         elif core.size is not None and core.size != (camera.width, camera.height):
             core.close()
             raise InputError(f"camera.source {core.name} delivers {core.size[0]}x{core.size[1]} images but "
@@ -89,13 +94,13 @@ def make_camera(cfg: Config, audio_source, array):
 
 
 class Pipeline:
-    """Everything between the audio source and the sinks, configured once.
+    """The stages between the audio source and the sinks, configured once.
 
     Parameters
     ----------
     cfg : Config
     sinks : list of Sink
-    source : optional
+    source : AudioSource, optional
         A source core to use instead of the one ``cfg.source`` describes.
     status : StatusLine or None
     """
@@ -116,7 +121,6 @@ class Pipeline:
         if lc.band[0] >= nyquist:
             raise ConfigError(f"key 'localize.band': {list(lc.band)} Hz lies above Nyquist ({nyquist:g} Hz)")
         band = (lc.band[0], min(lc.band[1], nyquist))
-        self.stft = StreamingSTFT(self.array.n_mics, st.frame, st.hop, st.window, max_block=cfg.source.block)
         try:
             self.localizer = make_localizer(
                 lc.method, array=self.array, grid=self.grid, sample_rate=self.sample_rate, frame=st.frame,
@@ -126,40 +130,54 @@ class Pipeline:
             raise ConfigError(f"key 'localize.method': {exc.args[0]}") from None
         except ValueError as exc:
             raise ConfigError(f"key 'localize.band': {exc}") from None
+        from .engines.stage import EngineStage
+
+        self.engines = EngineStage.from_config(cfg, self.array, self.sample_rate, self.camera, self.extrinsics)
+        self.frontend = AudioFrontEnd(self.array, self.sample_rate, st.frame, st.hop, st.window, lc.update_frames,
+                                      cfg.source.block, self.engines.keep_samples if self.engines else 0)
+        # an update covers (update_frames - 1) hops plus one frame; frames pair with its middle
+        self._window_s = self.frontend.window_samples / self.sample_rate
+        self.fusion = None
+        if self.camera is not None and (self._video_core is not None or self.engines is not None):
+            from .fusion.fuse import Fusion
+
+            self.fusion = Fusion(self.grid, self.camera, self.extrinsics, cfg.camera.source_distance_m,
+                                 cfg.engine.fusion, n_pixels=lc.sources, draw=self._video_core is not None)
+        self.pairing = None  # set when the video starts
+        self.video = None
         self.sinks = list(sinks)
         self.status = status
-        self._mic_idx = np.asarray(self.array.mic_channels, dtype=np.int64)
-        self._mic_buf = np.zeros((self.array.n_mics, cfg.source.block), dtype=np.float32)
-        self._frames = np.zeros((lc.update_frames, self.array.n_mics, self.stft.n_freq), dtype=np.complex64)
-        self._weights = np.ones(lc.update_frames, dtype=np.float32)
-        self._n_frames = 0
-        self._update_start = 0
-        self._update_flags: set = set()
-        self._stamp_ref = (0, 0.0)
-        self._fed = 0  # samples fed to the STFT
-        self._replaced: deque = deque()  # (first, last) stream samples that were NaN or Inf
         self.n_updates = 0
-        self.n_samples = 0
-        self.flag_counts: Counter = Counter()
         self.ring = None
         self.last_peaks: list = []
         self.max_samples = None if cfg.duration is None else int(round(cfg.duration * self.sample_rate))
         self._stop = threading.Event()
-        # an update covers (update_frames - 1) hops plus one frame; frames pair with its middle
-        self._window_s = ((lc.update_frames - 1) * st.hop + st.frame) / self.sample_rate
-        self.video = None
-        self.overlay = None
-        if self.camera is not None and self._video_core is not None:
-            from .fusion.overlay import Overlay
-
-            self.overlay = Overlay(self.grid, self.camera, self.extrinsics, cfg.camera.source_distance_m)
         self._rate = (time.monotonic(), 0, 0.0)  # wall time, updates, rate: for the overlay's status line
+
+    @property
+    def overlay(self):
+        """The overlay drawer (None without a camera)."""
+        return self.fusion.overlay if self.fusion is not None and self.fusion.draw else None
+
+    @property
+    def stft(self):
+        return self.frontend.stft
+
+    @property
+    def n_samples(self) -> int:
+        return self.frontend.n_samples
+
+    @property
+    def flag_counts(self):
+        return self.frontend.flag_counts
 
     # --- metadata ------------------------------------------------------------------------
     def meta(self) -> dict:
         return {"array": self.array.describe(), "grid": self.grid.definition, "grid_spec": self.grid.spec,
                 "grid_object": self.grid, "sample_rate": self.sample_rate, "config": to_dict(self.cfg),
                 "camera": self.camera if self.overlay is not None else None,
+                "picture": self.fusion.picture_layout() if self.fusion is not None else None,
+                "engines": self.engines.describe() if self.engines is not None else None,
                 "update_rate": self.sample_rate / (self.cfg.stft.hop * self.cfg.localize.update_frames)}
 
     def summary(self) -> dict:
@@ -170,6 +188,8 @@ class Pipeline:
                "input_flags": dict(self.flag_counts)}
         if self.video is not None:
             out["video"] = self.video.counters()
+        if self.engines is not None:
+            out["engines"] = self.engines.summary()
         return out
 
     @property
@@ -178,75 +198,26 @@ class Pipeline:
 
     @property
     def overflows(self) -> int:
-        return int(getattr(self.source, "overflows", 0))
+        return int(self.source.overflows)
 
     # --- synchronous core ----------------------------------------------------------------
     def process_block(self, block: AudioBlock) -> list:
-        """Feed one block; return the heatmaps it completed (already sent to the sinks)."""
-        x = block.data
-        if x.shape[0] != self.array.n_channels:
-            raise ValueError(f"block has {x.shape[0]} channels, array {self.array.name} needs "
-                             f"{self.array.n_channels}")
-        n = x.shape[1]
-        if self.max_samples is not None:
-            n = min(n, max(0, self.max_samples - block.index))
-        if n > self._mic_buf.shape[1]:
-            self._mic_buf = np.zeros((self.array.n_mics, n), dtype=np.float32)
-        mics = self._mic_buf[:, :n]
-        n_bad, first_bad, last_bad, peak = select_and_scan(np.ascontiguousarray(x, dtype=np.float32),
-                                                           self._mic_idx, n, mics)
-        flags = set(block.flags)
-        if n_bad:
-            flags.add(FLAG_NONFINITE)
-            self._replaced.append((self._fed + first_bad, self._fed + last_bad))
-        if peak == 0.0:
-            flags.add(FLAG_SILENT)
-        elif peak >= CLIP_LEVEL:
-            flags.add(FLAG_CLIPPED)
-        for f in flags:
-            self.flag_counts[f] += 1
-        self._update_flags |= flags
-        # Stamps count from the samples fed to the STFT, so blocks the ring buffer dropped do
-        # not shift the stamps of the updates after them.
-        self._stamp_ref = (self._fed, block.stamp)
-        self._fed += mics.shape[1]
-        self.n_samples = block.index + mics.shape[1]
-        out = []
-        for start, frames in self.stft.push(mics):
-            for k in range(frames.shape[0]):
-                s0 = start + k * self.stft.hop
-                if self._n_frames == 0:
-                    self._update_start = s0
-                self._frames[self._n_frames] = frames[k]
-                self._weights[self._n_frames] = 0.0 if self._replaced and self._touches_replaced(s0) else 1.0
-                self._n_frames += 1
-                if self._n_frames == len(self._frames):
-                    out.append(self._emit())
-        return out
+        """Run one block through the chain; return the heatmaps it completed (already sent)."""
+        return [self._update(win) for win in self.frontend.process(block, self.max_samples)]
 
-    def _touches_replaced(self, s0: int) -> bool:
-        """Whether the frame starting at stream sample s0 holds samples that were NaN or Inf:
-        such a frame is not evidence and gets weight 0."""
-        while self._replaced and self._replaced[0][1] < s0:
-            self._replaced.popleft()
-        # the ranges come in stream order: only the first one left can reach into this frame
-        return bool(self._replaced) and self._replaced[0][0] < s0 + self.stft.frame
-
-    def _emit(self):
-        self._n_frames = 0
-        idx = self._update_start
-        ref_index, ref_stamp = self._stamp_ref
-        stamp = ref_stamp + (idx - ref_index) / self.sample_rate
-        hm = self.localizer.process(self._frames, self._weights, t=idx / self.sample_rate, stamp=stamp,
-                                    seq=self.n_updates, flags=self._update_flags)
-        self._update_flags = set()
+    def _update(self, win):
+        hm = self.localizer.process(win.frames, win.weights, t=win.t, stamp=win.stamp, seq=self.n_updates,
+                                    flags=win.flags)
         self.n_updates += 1
         hm.status = {"updates": self.n_updates, "dropped_blocks": self.dropped, "overflows": self.overflows,
-                     "latency_s": round(max(0.0, time.time() - stamp), 4) if stamp > 1e9 else 0.0,
-                     "device": getattr(self.source, "device_name", type(self.source).__name__),
-                     "device_state": getattr(self.source, "state", "running")}
-        if self.video is not None:
-            self._pair(hm)
+                     "latency_s": round(max(0.0, time.time() - hm.stamp), 4) if hm.stamp > 1e9 else 0.0,
+                     "device": self.source.describe(), "device_state": self.source.state}
+        if self.pairing is not None:
+            self.pairing.process(hm)
+        if self.engines is not None:
+            self.engines.process(hm, win)
+        if self.fusion is not None:
+            self.fusion.process(hm, self._overlay_text(hm) if self.fusion.draw else "")
         self.last_peaks = hm.peaks
         for sink in self.sinks:
             sink.write(hm)
@@ -255,69 +226,41 @@ class Pipeline:
             if self.video is not None:
                 off = hm.status.get("video_offset_ms")
                 extra = f"  video {hm.status['camera_state']}" + (f" {off:+.0f} ms" if off is not None else "")
+            if hm.speech is not None:
+                extra += f"  speech {hm.speech:.2f}"
             self.status.update(self.n_updates, self.dropped, self.overflows, self.flag_counts, hm.peaks, extra)
         return hm
 
-    def _pair(self, hm):
-        """Pair the update with the frame nearest the middle of its audio window; draw the overlay."""
-        centre = hm.stamp + self._window_s / 2
-        frame = self.video.nearest(centre)
-        counters = self.video.counters()
-        offset = None if frame is None else frame.stamp - centre
-        if offset is not None and abs(offset) > self.cfg.camera.max_offset_s:
-            frame, counters["camera_state"] = None, "stale" if counters["camera_state"] == "running" \
-                else counters["camera_state"]
-        if frame is not None:
-            frame = self._fit(frame)
-            if frame is None:
-                counters["camera_state"] = "wrong frame size"
-            else:
-                counters["video_offset_ms"] = round(offset * 1000.0, 1)
-        hm.frame = frame
-        hm.status.update(counters)
-        if self.overlay is not None:
-            now = time.monotonic()
-            t0, n0, rate = self._rate
-            if now - t0 >= 1.0:
-                rate = (self.n_updates - n0) / (now - t0)
-                self._rate = (now, self.n_updates, rate)
-            off = counters.get("video_offset_ms")
-            text = (f"{rate:4.1f} updates/s  latency {hm.status['latency_s'] * 1000:4.0f} ms  video "
-                    + (f"{off:+5.0f} ms" if off is not None else counters["camera_state"])
-                    + f"  dropped {self.dropped}  t {hm.t:6.2f} s")
-            hm.overlay = self.overlay.render(frame, hm, text)
-
-    def _fit(self, frame):
-        """Frames must have the calibrated size; a uniformly scaled stream is resized to it.
-        Another aspect ratio (a camera that came back in another mode) cannot be registered:
-        the frame is not used, and the status says why (the size at start is checked earlier)."""
-        import cv2
-
-        w, h = self.camera.width, self.camera.height
-        fh, fw = frame.image.shape[:2]
-        if (fw, fh) == (w, h):
-            return frame
-        if abs(fw / fh - w / h) > 0.01 * w / h:
-            return None
-        frame.image = cv2.resize(frame.image, (w, h), interpolation=cv2.INTER_AREA)
-        return frame
+    def _overlay_text(self, hm) -> str:
+        now = time.monotonic()
+        t0, n0, rate = self._rate
+        if now - t0 >= 1.0:
+            rate = (self.n_updates - n0) / (now - t0)
+            self._rate = (now, self.n_updates, rate)
+        off = hm.status.get("video_offset_ms")
+        speech = f"  speech {hm.speech:.2f}" if hm.speech is not None else ""
+        return (f"{rate:4.1f} updates/s  latency {hm.status['latency_s'] * 1000:4.0f} ms  video "
+                + (f"{off:+5.0f} ms" if off is not None else hm.status.get("camera_state", "none"))
+                + f"  dropped {self.dropped}  t {hm.t:6.2f} s{speech}")
 
     def _done(self) -> bool:
         return self.max_samples is not None and self.n_samples >= self.max_samples
 
     # --- runners -------------------------------------------------------------------------
     def warm_up(self):
-        """Run every kernel once on noise, then reset: Numba compiles (or loads its cache)
-        here, before capture starts, not while the ring buffer fills up."""
+        """Run every kernel and engine once on noise, then reset: Numba compiles (or loads its
+        cache) and the engines load here, before capture starts, not while the ring fills."""
         rng = np.random.default_rng(0)
-        block = rng.standard_normal((self.array.n_channels, self.cfg.source.block)).astype(np.float32) * 0.01
-        select_and_scan(block, self._mic_idx, block.shape[1], self._mic_buf)
-        for _ in self.stft.push(self._mic_buf):
-            pass
-        self.stft.reset()
-        frames = (rng.standard_normal(self._frames.shape) + 1j * rng.standard_normal(self._frames.shape))
-        self.localizer.process(frames.astype(np.complex64), self._weights)
+        shape = self.frontend.warm_up(rng)
+        frames = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+        self.localizer.process(frames, np.ones(shape[0], np.float32))
         self.localizer.reset()
+        if self.engines is not None:
+            self.engines.warm_up()
+
+    def _start_video(self, runner):
+        self.video = runner
+        self.pairing = FramePairing(runner, self.camera, self._window_s, self.cfg.camera.max_offset_s)
 
     def run_sync(self) -> dict:
         """Read the source to its end (or the duration) in this thread, as fast as possible."""
@@ -325,7 +268,7 @@ class Pipeline:
             sink.open(self.meta())
         index = seq = 0
         if self._video_core is not None:
-            self.video = SyncVideo(self._video_core)
+            self._start_video(SyncVideo(self._video_core))
         try:
             if self.video is not None:
                 self.video.start()
@@ -353,10 +296,11 @@ class Pipeline:
         self.ring = RingBuffer(n_slots, self.array.n_channels, block)
         clock = SampleClock(self.sample_rate)
         if self._video_core is not None:
-            self.video = VideoRunner(self._video_core, origin=lambda: clock.stamp(0), retry_s=self.cfg.camera.retry_s)
+            self._start_video(VideoRunner(self._video_core, origin=lambda: clock.stamp(0),
+                                          retry_s=self.cfg.camera.retry_s))
             self.video.start()
         capture = None
-        if hasattr(self.source, "start_stream"):
+        if self.source.pushes:
             self.source.start_stream(self.ring, clock)
         else:
             capture = threading.Thread(target=self._capture_loop, args=(clock,), name="avstream-capture",
@@ -392,7 +336,6 @@ class Pipeline:
     def _capture_loop(self, clock):
         """Thin runner for pull sources: read, pace to real time if asked, write, never wait."""
         src, ring = self.source, self.ring
-        paced = getattr(src, "realtime", False)
         index = 0
         start = time.monotonic()
         try:
@@ -402,7 +345,7 @@ class Pipeline:
                 if data is None:
                     break
                 n = data.shape[1]
-                if paced:
+                if src.realtime:
                     lag = start + (index + n) / self.sample_rate - time.monotonic()
                     if lag > 0:
                         time.sleep(lag)

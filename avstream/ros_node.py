@@ -7,6 +7,7 @@ pipeline publishing on native DDS (``avstream run`` with the arguments given).
 """
 from __future__ import annotations
 
+import logging
 import sys
 import typing
 
@@ -65,7 +66,10 @@ def main(argv=None) -> int:
     except ImportError:
         from .cli import main as cli_main
 
-        print("avstream_node: rclpy not found, publishing on native DDS", file=sys.stderr)
+        from .logs import to_stderr
+
+        to_stderr()
+        logging.getLogger("avstream.ros_node").info("rclpy not found, publishing on native DDS")
         return cli_main(["run", "--duration", "0", *(argv if argv is not None else sys.argv[1:])])
     return _run_rclpy(argv)
 
@@ -75,22 +79,18 @@ def _run_rclpy(argv) -> int:  # pragma: no cover - needs a ROS 2 installation
 
     import rclpy
 
+    from .logs import to_ros
     from .pipeline import Pipeline
-    from .sinks.rclpy_sink import RclpySink
-    from .sinks.zmq_sink import ZmqSink
+    from .sinks.assemble import build_sinks
 
     rclpy.init(args=argv)
     node = rclpy.create_node("avstream")
+    to_ros(node)
     for key, default in parameter_defaults().items():
         node.declare_parameter(key, default)
     values = {k: node.get_parameter(k).value for k in parameter_defaults()}
     cfg = load_config(None, overrides_from_parameters(values))
-    sinks = [RclpySink(node, cfg.ros.namespace, cfg.ros.frame_id, cfg.ros.distro,
-                       qos=cfg.ros.qos)]
-    if cfg.zmq.endpoint:
-        sinks.append(ZmqSink(cfg.zmq.endpoint, cfg.zmq.hwm, cfg.zmq.curve_secret_key, cfg.zmq.curve_clients,
-                             cfg.ros.frame_id, cfg.zmq.overlay_quality, cfg.ros.camera_frame_id))
-    pipe = Pipeline(cfg, sinks)
+    pipe = Pipeline(cfg, build_sinks(cfg, node=node))
     spin = threading.Thread(target=rclpy.spin, args=(node,), daemon=True)
     spin.start()
     try:

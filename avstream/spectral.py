@@ -1,9 +1,11 @@
-"""Streaming STFT stage: audio blocks in, STFT frames with their sample indices out."""
+"""The audio front end: channel pick, input checks, streaming STFT, update windows."""
 from __future__ import annotations
 
 import numpy as np
 from scipy.signal import get_window
 
+from .frames import FLAG_CLIPPED, FLAG_NONFINITE, FLAG_SILENT, UpdateWindow
+from .kernels.levels import select_and_scan
 from .kernels.stft import stft_push
 
 WINDOWS = ("hann", "hamming")
@@ -59,3 +61,157 @@ class StreamingSTFT:
 
     def frequencies(self, sample_rate: float) -> np.ndarray:
         return np.arange(self.n_freq) * sample_rate / self.frame
+
+
+CLIP_LEVEL = 0.999  # |sample| at or above this (full scale 1) counts as clipped
+
+
+class AudioFrontEnd:
+    """The first stage: audio blocks in, update windows out.
+
+    Picks the microphone channels, replaces NaN/Inf (flagging the frames that held them, which
+    then carry weight 0), flags silence and clipping, runs the streaming STFT and gathers
+    ``update_frames`` frames into one ``UpdateWindow``. With ``keep_samples`` > 0 it also keeps
+    the microphones' last samples, so stages that need the raw audio behind an update (the
+    engines) get it with the window.
+
+    Parameters
+    ----------
+    array : MicArray
+    sample_rate : int
+    frame, hop : int
+        STFT frame and hop, samples.
+    window : str
+    update_frames : int
+    max_block : int
+        Largest block ``process`` will see (larger ones grow the buffers once).
+    keep_samples : int
+        Samples per microphone each window carries (0: none).
+    """
+
+    def __init__(self, array, sample_rate, frame, hop, window, update_frames, max_block, keep_samples=0):
+        from collections import Counter, deque
+
+        self.array, self.sample_rate = array, int(sample_rate)
+        self.stft = StreamingSTFT(array.n_mics, frame, hop, window, max_block=max_block)
+        self._mic_idx = np.asarray(array.mic_channels, dtype=np.int64)
+        self._mic_buf = np.zeros((array.n_mics, max_block), dtype=np.float32)
+        self._frames = np.zeros((update_frames, array.n_mics, self.stft.n_freq), dtype=np.complex64)
+        self._weights = np.ones(update_frames, dtype=np.float32)
+        self.window_samples = (update_frames - 1) * hop + frame  # samples behind one update
+        self.keep = int(keep_samples)
+        # circular history of the microphones' samples (only when a stage asked for them)
+        self._hist = np.zeros((array.n_mics, self.keep + frame + max_block if self.keep else 0), np.float32)
+        self._n_frames = 0
+        self._update_start = 0
+        self._last_end = 0
+        self._update_flags: set = set()
+        self._stamp_ref = (0, 0.0)
+        self._fed = 0  # samples fed to the STFT
+        self._replaced = deque()  # (first, last) stream samples that were NaN or Inf
+        self.n_samples = 0  # stream samples seen (block.index + its length)
+        self.seq = 0
+        self.flag_counts = Counter()
+
+    def reset(self):
+        self.stft.reset()
+        self._n_frames = self._fed = self._last_end = self.seq = 0
+        self._replaced.clear()
+        self._update_flags = set()
+
+    def process(self, block, max_samples=None):
+        """Feed one AudioBlock; yield the UpdateWindows it completes. A window's frames are a
+        view into a buffer the next window overwrites: use each before asking for the next.
+        ``max_samples`` stops at that stream sample."""
+        x = block.data
+        if x.shape[0] != self.array.n_channels:
+            raise ValueError(f"block has {x.shape[0]} channels, array {self.array.name} needs "
+                             f"{self.array.n_channels}")
+        n = x.shape[1]
+        if max_samples is not None:
+            n = min(n, max(0, max_samples - block.index))
+        if n > self._mic_buf.shape[1]:
+            self._mic_buf = np.zeros((self.array.n_mics, n), dtype=np.float32)
+            if self.keep:
+                self._hist = np.zeros((self.array.n_mics, self.keep + self.stft.frame + n), np.float32)
+        mics = self._mic_buf[:, :n]
+        n_bad, first_bad, last_bad, peak = select_and_scan(np.ascontiguousarray(x, dtype=np.float32),
+                                                           self._mic_idx, n, mics)
+        flags = set(block.flags)
+        if n_bad:
+            flags.add(FLAG_NONFINITE)
+            self._replaced.append((self._fed + first_bad, self._fed + last_bad))
+        if peak == 0.0:
+            flags.add(FLAG_SILENT)
+        elif peak >= CLIP_LEVEL:
+            flags.add(FLAG_CLIPPED)
+        for f in flags:
+            self.flag_counts[f] += 1
+        self._update_flags |= flags
+        # Stamps count from the samples fed to the STFT, so blocks the ring buffer dropped do
+        # not shift the stamps of the updates after them.
+        self._stamp_ref = (self._fed, block.stamp)
+        if self.keep:
+            self._remember(mics)
+        self._fed += n
+        self.n_samples = block.index + n
+        for start, frames in self.stft.push(mics):
+            for k in range(frames.shape[0]):
+                s0 = start + k * self.stft.hop
+                if self._n_frames == 0:
+                    self._update_start = s0
+                self._frames[self._n_frames] = frames[k]
+                self._weights[self._n_frames] = 0.0 if self._replaced and self._touches_replaced(s0) else 1.0
+                self._n_frames += 1
+                if self._n_frames == len(self._frames):
+                    yield self._window()
+
+    def _remember(self, mics):
+        """Append to the circular sample history (position = stream sample modulo its length)."""
+        size = self._hist.shape[1]
+        n = mics.shape[1]
+        at = self._fed % size
+        first = min(n, size - at)
+        self._hist[:, at:at + first] = mics[:, :first]
+        self._hist[:, :n - first] = mics[:, first:]
+
+    def _samples(self, end):
+        """The ``keep`` samples before stream sample ``end``, (n_mics, keep), a copy."""
+        size = self._hist.shape[1]
+        idx = np.arange(end - self.keep, end) % size
+        out = self._hist[:, idx]
+        if end < self.keep:  # the stream is younger than the window: silence before it
+            out[:, :self.keep - end] = 0.0
+        return out
+
+    def _touches_replaced(self, s0: int) -> bool:
+        """Whether the frame starting at stream sample s0 holds samples that were NaN or Inf:
+        such a frame is not evidence and gets weight 0."""
+        while self._replaced and self._replaced[0][1] < s0:
+            self._replaced.popleft()
+        # the ranges come in stream order: only the first one left can reach into this frame
+        return bool(self._replaced) and self._replaced[0][0] < s0 + self.stft.frame
+
+    def _window(self):
+        self._n_frames = 0
+        idx = self._update_start
+        end = idx + self.window_samples
+        ref_index, ref_stamp = self._stamp_ref
+        win = UpdateWindow(self._frames, self._weights, t=idx / self.sample_rate,
+                           stamp=ref_stamp + (idx - ref_index) / self.sample_rate, seq=self.seq,
+                           flags=self._update_flags, new_samples=end - self._last_end)
+        if self.keep:
+            win.samples = self._samples(end)
+        self._last_end = end
+        self._update_flags = set()
+        self.seq += 1
+        return win
+
+    def warm_up(self, rng):
+        """Compile (or load) the kernels on noise, then forget it."""
+        block = rng.standard_normal((self.array.n_mics, self._mic_buf.shape[1])).astype(np.float32) * 0.01
+        select_and_scan(block, np.arange(self.array.n_mics, dtype=np.int64), block.shape[1], self._mic_buf)
+        for _ in self.stft.push(self._mic_buf):
+            pass
+        self.stft.reset()
+        return self._frames.shape

@@ -42,7 +42,9 @@ def test_locate_contract(scene_wav):
     for u in updates:
         assert len(u["peaks"]) <= 2
         for pk in u["peaks"]:
-            assert set(pk) == {"azimuth_deg", "elevation_deg", "power"}
+            # speech: the speech engine's probability for the source's beam (on by default)
+            assert set(pk) - {"speech"} == {"azimuth_deg", "elevation_deg", "power"}
+            assert 0.0 <= pk.get("speech", 0.0) <= 1.0
     assert az_error(last["summary"]["peaks"][0]["azimuth_deg"], -60.0) <= 5.0
     assert "planar array" in p.stderr  # the up/down ambiguity is said
 
@@ -201,7 +203,9 @@ def _core(sink):
     from avstream.config import load_config
     from avstream.pipeline import Pipeline
 
-    class NoSource:
+    from avstream.capture.base import AudioSource
+
+    class NoSource(AudioSource):
         sample_rate = 16000
 
     cfg = load_config(None, {"array": "respeaker_4mic_hat", "camera.source": "none", "duration": None,

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from ..errors import InputError
+from .base import AudioSource
 
 _FORMATS = {  # name -> (pyaudio format attribute, numpy dtype, full scale)
     "int16": ("paInt16", np.int16, 32768.0),
@@ -63,7 +64,7 @@ def list_devices() -> list[dict]:
         pa.terminate()
 
 
-class DeviceSource:
+class DeviceSource(AudioSource):
     """A PortAudio input stream feeding a ring buffer from its callback.
 
     Parameters
@@ -76,6 +77,7 @@ class DeviceSource:
     """
 
     realtime = True
+    pushes = True
 
     def __init__(self, device, n_channels, sample_rate, block=256, sample_format="int16"):
         try:

@@ -1,7 +1,7 @@
 """Audio files through soundfile (WAV, FLAC, and what libsndfile reads)."""
 from __future__ import annotations
 
-import sys
+import logging
 from math import gcd
 
 import numpy as np
@@ -9,11 +9,14 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from ..errors import InputError
+from .base import AudioSource
+
+log = logging.getLogger(__name__)
 
 FLAG_TRUNCATED = "truncated"
 
 
-class FileSource:
+class FileSource(AudioSource):
     """Synchronous source core over a file: ``read()`` gives (n_channels, block) float32 blocks.
 
     Parameters
@@ -54,8 +57,8 @@ class FileSource:
         if self.declared_frames > self._sf.frames:
             self._note_truncated(self._sf.frames)
         if target_rate and target_rate != self.file_rate:
-            print(f"avstream: {path} is {self.file_rate} Hz, array {array.name} is {target_rate} Hz: "
-                  f"resampling to {target_rate} Hz", file=sys.stderr)
+            log.info("%s is %d Hz, array %s is %d Hz: resampling to %d Hz", path, self.file_rate, array.name,
+                     target_rate, target_rate)
             x = self._read_all()
             g = gcd(int(target_rate), int(self.file_rate))
             self._data = resample_poly(x, target_rate // g, self.file_rate // g, axis=0).astype(np.float32)
@@ -78,8 +81,8 @@ class FileSource:
     def _note_truncated(self, got):
         if not self.truncated:
             self.truncated = True
-            print(f"avstream: {self.path} is truncated: its header declares {self.declared_frames} frames, "
-                  f"{got} could be read; using those", file=sys.stderr)
+            log.warning("%s is truncated: its header declares %d frames, %d could be read; using those",
+                        self.path, self.declared_frames, got)
 
     def read(self):
         """The next block, or None at the end of the file."""
@@ -106,9 +109,6 @@ class FileSource:
                 return self.read()
             return None
         return np.ascontiguousarray(x.T)
-
-    def start(self):
-        pass
 
     def stop(self):
         self._sf.close()

@@ -11,6 +11,7 @@ from scipy.signal import butter, sosfilt, sosfilt_zi
 
 from ..geometry.grids import fibonacci_sphere, to_unit
 from ..kernels.render import render_delayed
+from .base import AudioSource
 
 HALF_TAPS = 16
 
@@ -59,7 +60,7 @@ class _Signal:
         return 2.2 * y * out  # about unit RMS while talking
 
 
-class SyntheticScene:
+class SyntheticScene(AudioSource):
     """Synchronous source core: ``read()`` returns the next (n_channels, block) float32 block.
 
     Parameters
@@ -131,9 +132,3 @@ class SyntheticScene:
         block = np.zeros((self.n_channels, n), dtype=np.float32)
         block[list(self.array.mic_channels)] = out
         return block
-
-    def start(self):
-        pass
-
-    def stop(self):
-        pass

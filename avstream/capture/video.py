@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputError
 from ..frames import VideoFrame
+from .base import VideoSource
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -50,7 +51,7 @@ def has_gstreamer() -> bool:
                for line in cv2.getBuildInformation().splitlines())
 
 
-class OpenCvCamera:
+class OpenCvCamera(VideoSource):
     """A camera, video file, RTSP/HTTP stream or GStreamer pipeline through cv2.VideoCapture.
 
     Parameters
@@ -154,7 +155,7 @@ class OpenCvCamera:
             self._cap = None
 
 
-class SyntheticCamera:
+class SyntheticCamera(VideoSource):
     """Films the synthetic audio scene: each sound source is a visible object at its direction.
 
     The picture is a dim test pattern; each source a disc (orange for speech, cyan for noise,
@@ -273,8 +274,7 @@ class VideoRunner:
         self._seen = -1  # newest frame seq the consumer has looked at
 
     def start(self):
-        if hasattr(self.core, "set_origin"):
-            self.core.set_origin(self.origin)
+        self.core.set_origin(self.origin)
         self._thread = threading.Thread(target=self._loop, name="avstream-video", daemon=True)
         self._thread.start()
 

@@ -1,5 +1,6 @@
 """The acoustic camera picture: the heatmap colour-mapped and blended onto the camera frame,
-the sources marked with their power, and a one-line status.
+the sources marked with their power, the segmenter's mask outlined, and a one-line status.
+With picture maps on the update (fusion.fuse), the fused map is the one drawn.
 
 For a camera-registered grid (``camera:BLOCK``) the map already lies on the picture: the
 (rows, cols) map is resized to the frame with bilinear interpolation, which puts each cell's
@@ -102,7 +103,8 @@ class Overlay:
         w, h = self.size
         live = frame is not None and frame.image.shape[:2] == (h, w)
         img = (frame.image if live else self._blank).copy()  # the one copy: sinks keep what they get
-        m = self.map_image(heatmap.values)
+        pic = heatmap.picture
+        m = pic.fused if pic is not None else self.map_image(heatmap.values)
         lo, hi = float(np.median(m)), float(m.max())
         if hi > lo:
             level = cv2.resize(np.clip((m - lo) / (hi - lo), 0, 1).astype(np.float32), (w, h),
@@ -113,6 +115,8 @@ class Overlay:
             a = cv2.multiply(level, self.alpha * min(1.0, (hi - lo) / FULL_CONTRAST))
             # per-pixel weights in OpenCV (a float numpy blend of 640x480x3 costs ten times more)
             img = cv2.blendLinear(colour, img, a, cv2.subtract(1.0, a))
+        if pic is not None and pic.mask is not None:
+            self._outline(img, pic.mask)
         top = max((p.power for p in heatmap.peaks), default=lo) - lo
         for k, ((u, v), p) in enumerate(zip(self.peak_pixels(heatmap.peaks), heatmap.peaks)):
             if p.power - lo < MARK_CONTRAST:  # a ripple of the noise
@@ -140,3 +144,12 @@ class Overlay:
             cv2.putText(img, status_text[:120], (6, h - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
                         cv2.LINE_AA)
         return img
+
+    def _outline(self, img, mask):
+        """Outline the segmenter's mask (any raster over the picture) in green."""
+        import cv2
+
+        w, h = self.size
+        big = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
+        contours, _ = cv2.findContours((big >= 128).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(img, contours, -1, (80, 255, 80), 2, cv2.LINE_AA)

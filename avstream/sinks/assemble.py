@@ -1,0 +1,51 @@
+"""The one place that turns the configuration into sinks, for ``avstream run`` and the ROS node."""
+from __future__ import annotations
+
+DEMO_OVERLAY = "avstream_overlay.mp4"
+
+
+def build_sinks(cfg, node=None) -> list:
+    """Every sink ``cfg`` asks for, in the order they are written to.
+
+    Files (JSON Lines, .npz), the MCAP recording, the ZeroMQ stream, the ROS 2 topics (through
+    rclpy on ``node`` when one is given, else straight on DDS) and the overlay video and window.
+    A sink that cannot start (a port in use, a bad path) raises here, before anything runs.
+    """
+    from . import JsonlSink, NpzSink
+
+    o, ros = cfg.output, cfg.ros
+    sinks = []
+    if o.jsonl:
+        sinks.append(JsonlSink(o.jsonl))
+    if o.npz:
+        sinks.append(NpzSink(o.npz))
+    if o.record:
+        from .mcap_sink import McapSink
+
+        sinks.append(McapSink(o.record, ros.namespace, ros.frame_id, ros.distro))
+    if cfg.zmq.endpoint:
+        from .zmq_sink import ZmqSink
+
+        z = cfg.zmq
+        sinks.append(ZmqSink(z.endpoint, z.hwm, z.curve_secret_key, z.curve_clients, ros.frame_id,
+                             z.overlay_quality, ros.camera_frame_id))
+    if node is not None:
+        from .rclpy_sink import RclpySink
+
+        sinks.append(RclpySink(node, ros.namespace, ros.frame_id, ros.distro, qos=ros.qos))
+    elif ros.publish:
+        from .dds_sink import DdsSink
+
+        sinks.append(DdsSink(ros.namespace, ros.frame_id, ros.distro, qos=ros.qos))
+    path = o.overlay
+    if path == "auto":
+        path = DEMO_OVERLAY if cfg.camera_source == "synthetic" else None
+    if path:
+        from .video import VideoFileSink
+
+        sinks.append(VideoFileSink(path))
+    if o.view:
+        from .video import ViewSink
+
+        sinks.append(ViewSink())
+    return sinks
