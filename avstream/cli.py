@@ -209,6 +209,22 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--elevation", type=float, default=0.0, help="source elevation in degrees (default 0)")
     ch.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    en = sub.add_parser("engines", help="learned engine files: list, check, build TensorRT plans",
+                        description="list: the engine files in a folder (default engines/) with their inputs and "
+                                    "outputs. check: runs a file on ONNX Runtime and, when its torch checkpoint "
+                                    "(NAME.pt) is beside it, on torch, and compares them (max abs difference at "
+                                    "most 1e-4), with the time per run. build: the TensorRT plan of a file, into the "
+                                    "plan cache (needs TensorRT and a GPU).")
+    ensub = en.add_subparsers(dest="what", metavar="WHAT")
+    el = ensub.add_parser("list", help="engine files in a folder")
+    el.add_argument("folder", nargs="?", default="engines")
+    ec = ensub.add_parser("check", help="ONNX Runtime against torch, and timings")
+    ec.add_argument("path")
+    ec.add_argument("--threads", type=int, default=2)
+    eb = ensub.add_parser("build", help="build the TensorRT plan (GPU only)")
+    eb.add_argument("path")
+    eb.add_argument("--precision", choices=["fp16", "fp32", "int8"], default="fp16")
+    eb.add_argument("--cache-dir", help="plan cache (default ~/.cache/avstream/engines)")
     sub.add_parser("devices", help="list audio input devices")
     return parser
 
@@ -495,6 +511,28 @@ def _calibrate_channels(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_engines(args) -> int:
+    import json
+
+    from .engines import tools
+
+    if args.what == "list":
+        files = tools.engine_files(args.folder)
+        for f in files:
+            print(tools.describe(f))
+        if not files:
+            print(f"no engine files in {args.folder}")
+        return 0
+    if args.what == "check":
+        report = tools.check(args.path, args.threads)
+        print(json.dumps(report))
+        return 0 if report["ok"] else 1
+    if args.what == "build":
+        print(tools.build(args.path, args.precision, args.cache_dir))
+        return 0
+    raise AvstreamError("engines: say what to do: list, check or build")
+
+
 def cmd_devices(args) -> int:
     from .capture.device import list_devices
 
@@ -516,7 +554,7 @@ def main(argv=None) -> int:
     to_stderr()
     try:
         return {"run": cmd_run, "locate": cmd_locate, "bench": cmd_bench, "echo": cmd_echo, "calibrate": cmd_calibrate,
-                "devices": cmd_devices}[args.command](args)
+                "engines": cmd_engines, "devices": cmd_devices}[args.command](args)
     except AvstreamError as exc:
         print(f"avstream: error: {exc}", file=sys.stderr)
         return 2

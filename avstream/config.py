@@ -173,6 +173,8 @@ class QosConfig:
     diagnostics: TopicQos = field(default_factory=TopicQos)
     overlay: TopicQos = field(default_factory=TopicQos)
     camera_info: TopicQos = field(default_factory=TopicQos)
+    engine_heatmap: TopicQos = field(default_factory=TopicQos)
+    segmentation: TopicQos = field(default_factory=TopicQos)
 
     def validate(self, key):
         for f in dataclasses.fields(self):

@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# xvfb, fonts and the X/GL libraries of the GUI OpenCV: the window tests (--view, calibrate events
+# espeak-ng: speech for the speech-engine tests. xvfb, fonts and the X/GL libraries of the GUI
+# OpenCV: the window tests (--view, calibrate events
 # --click) open real windows on an X server
 APT_PACKAGES="portaudio19-dev libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins xvfb fonts-dejavu-core
-libgl1 libglib2.0-0 libsm6 libice6 libx11-6 libxext6"
+libgl1 libglib2.0-0 libsm6 libice6 libx11-6 libxext6 espeak-ng"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -10,6 +10,9 @@ produced by rosbags' type store for the chosen distro, so they equal what rmw_cy
   direction in the array frame, oriented along it (the pose's x axis points at the source).
 - ``markers``: visualization_msgs/MarkerArray, one arrow per source, length and colour by power.
 - ``/diagnostics``: diagnostic_msgs/DiagnosticArray.
+- with an audio-visual engine: ``engine_heatmap``, sensor_msgs/Image 32FC1 over the picture
+  (the engine's map, rows x cols cells over the whole picture), and ``segmentation``,
+  sensor_msgs/Image mono8 (255 on the sounding object), in the camera optical frame.
 - with a camera: ``overlay``, sensor_msgs/Image bgr8 (the map drawn on the camera frame), and
   ``camera_info``, sensor_msgs/CameraInfo of that camera (not for equirectangular cameras,
   which CameraInfo cannot describe), both stamped with the frame's capture time and framed in
@@ -86,13 +89,15 @@ class RosFormatter:
     """
 
     def __init__(self, grid, namespace="/avstream", frame_id="mic_array", distro="jazzy",
-                 sphere_resolution_deg=2.0, camera=None, camera_frame_id="camera_optical"):
+                 sphere_resolution_deg=2.0, camera=None, camera_frame_id="camera_optical", engine=False):
         self.ts = typestore(distro)
         self.T = self.ts.types
         self.frame_id = frame_id
         ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
         self.topics = {"heatmap": f"{ns}/heatmap", "sources": f"{ns}/sources", "markers": f"{ns}/markers",
-                       "diagnostics": "/diagnostics", "overlay": f"{ns}/overlay", "camera_info": f"{ns}/camera_info"}
+                       "diagnostics": "/diagnostics", "overlay": f"{ns}/overlay", "camera_info": f"{ns}/camera_info",
+                       "engine_heatmap": f"{ns}/engine_heatmap", "segmentation": f"{ns}/segmentation"}
+        self.engine = engine
         self.camera, self.camera_frame_id = camera, camera_frame_id
         self.layout = ImageLayout(grid, sphere_resolution_deg)
         self._last_diag = None
@@ -102,8 +107,9 @@ class RosFormatter:
     def for_run(cls, meta: dict, namespace: str, frame_id: str, distro: str) -> "RosFormatter":
         """The formatter for a run's ``Pipeline.meta()``: its grid, and its camera if it has one."""
         cam_frame = meta.get("config", {}).get("ros", {}).get("camera_frame_id", "camera_optical")
+        engine = bool((meta.get("engines") or {}).get("av")) and meta.get("picture") is not None
         return cls(meta["grid_object"], namespace, frame_id, distro, camera=meta.get("camera"),
-                   camera_frame_id=cam_frame)
+                   camera_frame_id=cam_frame, engine=engine)
 
     # --- individual messages -------------------------------------------------------------
     def _header(self, stamp_ns: int, frame_id: str | None = None):
@@ -125,6 +131,13 @@ class RosFormatter:
         return T[CAMERA_INFO](header=header, height=cam.height, width=cam.width, distortion_model=cam.model,
                               d=np.asarray(cam.D, dtype=np.float64), k=np.asarray(cam.K, dtype=np.float64).ravel(),
                               r=np.eye(3).ravel(), p=P.ravel(), binning_x=0, binning_y=0, roi=roi)
+
+    def raw_image(self, array: np.ndarray, header, encoding: str):
+        """An Image of a (rows, cols) float32 (32FC1) or uint8 (mono8) raster."""
+        h, w = array.shape
+        size = 4 if encoding == "32FC1" else 1
+        return self.T[IMAGE](header=header, height=h, width=w, encoding=encoding, is_bigendian=0, step=size * w,
+                             data=np.ascontiguousarray(array).reshape(-1).view(np.uint8))
 
     def image_array(self, values: np.ndarray) -> np.ndarray:
         """The heatmap as the (height, width) float32 image that is published."""
@@ -230,6 +243,16 @@ class RosFormatter:
             self._last_diag = heatmap.stamp
             msg = self.diagnostics(header, **self.diagnostics_of(heatmap))
             out.append(Message(self.topics["diagnostics"], DIAGNOSTIC_ARRAY, self.serialize(msg, DIAGNOSTIC_ARRAY), ns))
+        pic = heatmap.picture
+        if self.engine and pic is not None and (pic.engine is not None or pic.mask is not None):
+            fns = int(round(heatmap.frame.stamp * 1e9)) if heatmap.frame is not None else ns
+            cam_header = self._header(fns, self.camera_frame_id)
+            if pic.engine is not None:
+                out.append(Message(self.topics["engine_heatmap"], IMAGE, self.serialize(
+                    self.raw_image(pic.engine.astype(np.float32), cam_header, "32FC1"), IMAGE), fns))
+            if pic.mask is not None:
+                out.append(Message(self.topics["segmentation"], IMAGE, self.serialize(
+                    self.raw_image(pic.mask.astype(np.uint8), cam_header, "mono8"), IMAGE), fns))
         if heatmap.overlay is not None and self.camera is not None:
             fns = int(round(heatmap.frame.stamp * 1e9)) if heatmap.frame is not None else ns
             cam_header = self._header(fns, self.camera_frame_id)
@@ -243,6 +266,9 @@ class RosFormatter:
     def topic_types(self) -> dict:
         """kind ("heatmap", ...) -> (ROS topic name, message type), for every topic produced."""
         types_ = {"heatmap": IMAGE, "sources": POSE_ARRAY, "markers": MARKER_ARRAY, "diagnostics": DIAGNOSTIC_ARRAY}
+        if self.engine:
+            types_["engine_heatmap"] = IMAGE
+            types_["segmentation"] = IMAGE
         if self.camera is not None:
             types_["overlay"] = IMAGE
             if self.camera.model != "equirectangular":

@@ -20,6 +20,13 @@ frame) as JPEG::
                       ``frame_id`` (camera optical frame), ``format`` ("jpeg"), ``shape`` [h, w, 3]
     frame 2  payload  JPEG bytes (BGR when decoded by OpenCV)
 
+With an audio-visual engine, two more per update: ``avstream/engine_heatmap`` (the engine's
+map, float32 rows x cols over the whole picture) and ``avstream/segmentation`` (the mask, uint8
+255 on the sounding object); their headers have ``stamp`` (the frame's), ``t``, ``seq``,
+``frame_id`` (camera optical frame), ``dtype``, ``shape`` and ``speech``. The heatmap header
+also carries ``speech`` (the speech probability of the update, or null) and, with a camera,
+``pixels`` (the picture map's peaks, {u, v, power}); each source has ``speech`` when known.
+
 Subscribers choose by topic prefix; ``zmq.overlay_quality: 0`` turns the overlay off.
 
 Optional CURVE encryption: the server's secret key file (from ``zmq.auth.create_certificates``)
@@ -30,12 +37,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ConfigError
 from ..geometry.grids import ImageLayout
 from .base import Sink
 
 TOPIC_HEATMAP = b"avstream/heatmap\0"
 TOPIC_OVERLAY = b"avstream/overlay\0"
+TOPIC_ENGINE = b"avstream/engine_heatmap\0"  # float32 rows x cols over the picture
+TOPIC_SEGMENTATION = b"avstream/segmentation\0"  # uint8 mask over the picture
 
 
 def load_key_file(path, secret: bool, option: str):
@@ -117,14 +128,35 @@ class ZmqSink(Sink):
         img = self.layout.image(heatmap.values)
         header = {"stamp": heatmap.stamp, "t": heatmap.t, "seq": heatmap.seq, "frame_id": self.frame_id,
                   "dtype": "<f4", "shape": [self.layout.rows, self.layout.cols], "grid": self.layout.definition,
-                  "sources": [p.to_dict() for p in heatmap.peaks], "flags": sorted(heatmap.flags)}
+                  "sources": [p.to_dict() for p in heatmap.peaks], "flags": sorted(heatmap.flags),
+                  "speech": heatmap.speech}
+        if heatmap.picture is not None:
+            header["pixels"] = heatmap.picture.pixels
         try:
             self.sock.send_multipart([TOPIC_HEATMAP, json.dumps(header).encode(), img.tobytes()], flags=zmq.NOBLOCK)
             self.sent += 1
         except zmq.Again:  # no peer can take it now: drop, never wait
             pass
+        pic = heatmap.picture
+        if pic is not None:
+            for topic, raster in ((TOPIC_ENGINE, pic.engine), (TOPIC_SEGMENTATION, pic.mask)):
+                if raster is not None:
+                    self._send_raster(topic, heatmap, raster)
         if heatmap.overlay is not None and self.overlay_quality > 0:
             self._send_overlay(heatmap)
+
+    def _send_raster(self, topic, heatmap, raster):
+        import zmq
+
+        stamp = heatmap.frame.stamp if heatmap.frame is not None else heatmap.stamp
+        header = {"stamp": stamp, "t": heatmap.t, "seq": heatmap.seq, "frame_id": self.camera_frame_id,
+                  "dtype": raster.dtype.str, "shape": list(raster.shape), "speech": heatmap.speech}
+        try:
+            self.sock.send_multipart([topic, json.dumps(header).encode(), np.ascontiguousarray(raster).tobytes()],
+                                     flags=zmq.NOBLOCK)
+            self.sent += 1
+        except zmq.Again:
+            pass
 
     def _send_overlay(self, heatmap):
         import cv2
