@@ -8,6 +8,10 @@ W2  UMA-16, sphere:2562 (half-space), hop 128, one update per hop (125/s), 4 sou
     row for ODAS quotes its published figure (8.7 %, docs/ANCHORS.md) and is not measured.
 W3  ReSpeaker 4-mic, sphere:2562 (half-space), frame 512, hop 256, 4 frames per update.
 P   Publishing: cost per heatmap for ROS 2 on DDS, ZeroMQ and MCAP at 64x48 and 640x480.
+E   Engines: time per frame of the learned engines on 2 CPU threads, ONNX Runtime against
+    torch eager, at the default size (96x128, localizer and segmenter in one network) and at
+    224x224 with a ResNet18-sized image encoder; the speech engine per update. Needs torch.
+    TensorRT is not measured here (no GPU).
 
 Scenes are pyroomacoustics rooms (RT60 0.3 s, SNR 20 dB). avstream's time per update covers
 STFT, localization and peaks (a null sink), on one core. pyroomacoustics is timed on
@@ -172,9 +176,10 @@ def main(names, quick=False, peers=True):
     rows = []
     names = [n.strip().upper() for n in names]
     publish = "P" in names
-    for name in [n for n in names if n != "P"]:
+    engines = "E" in names
+    for name in [n for n in names if n not in ("P", "E")]:
         if name not in WORKLOADS:
-            raise SystemExit(f"unknown workload {name} (W1, W2, W3, P)")
+            raise SystemExit(f"unknown workload {name} (W1, W2, W3, P, E)")
         w = WORKLOADS[name]
         arr = load_array(w["array"])
         grid = parse_grid(w["grid"], arr)
@@ -204,7 +209,78 @@ def main(names, quick=False, peers=True):
     if publish:
         print("\nPublishing cost per heatmap (serialise + send, no subscriber):\n")
         print(_publish_table(bench_publish(quick)))
+    if engines:
+        print("\nLearned engines, time per frame on 2 CPU threads:\n")
+        print(_engine_table(bench_engines(quick)))
     return 0
+
+
+# --- engines --------------------------------------------------------------------------------
+
+def bench_engines(quick=False):
+    """[(engine, size, ms on ONNX Runtime, ms on torch)] on 2 threads; torch and onnx needed."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from .engines.runtime import open_engine
+    from .engines.speech import SpeechDetector
+    from .engines.tools import random_feeds
+    from .models import AVNet, export_onnx, save_checkpoint
+    from .models.resnet import ResNet18Encoder
+
+    reps = 10 if quick else 50
+    rows = []
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as d:
+        av = Path(d) / "av.onnx"
+        model = AVNet().eval()
+        export_onnx(model, av)
+        save_checkpoint(model, av.with_suffix(".pt"))
+        ort, ref = open_engine(av, "onnxruntime", 2), open_engine(av, "torch", 2)
+        feeds = random_feeds(ort.info, np.random.default_rng(0))
+        rows.append(("localizer + segmenter (avstream default)", "96x128", _per_run(ort, feeds, reps),
+                     _per_run(ref, feeds, reps)))
+        enc = ResNet18Encoder().eval()
+        big = Path(d) / "resnet18.onnx"
+        torch.onnx.export(enc, (torch.zeros(1, 3, 224, 224),), str(big), input_names=["image"], output_names=["f"],
+                          opset_version=17, dynamo=False)
+        ort = open_engine(big, "onnxruntime", 2)
+        x = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
+        torch.set_num_threads(2)
+        with torch.inference_mode():
+            t_torch = _timed(lambda: enc(torch.from_numpy(x)), reps)
+        rows.append(("ResNet18-sized image encoder", "224x224", _per_run(ort, {"image": x}, reps), t_torch))
+    vad = SpeechDetector(4)
+    block = np.zeros((4, 1024), np.float32)
+    rows.append(("speech (silero-vad), mix + 3 sources, per update", "1024 samples",
+                 _timed(lambda: vad.process(block), reps), None))
+    return rows
+
+
+def _per_run(engine, feeds, reps):
+    return _timed(lambda: engine.run(dict(feeds)), reps)
+
+
+def _timed(fn, reps):
+    for _ in range(3):
+        fn()
+    t = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t) / reps
+
+
+def _engine_table(rows):
+    lines = ["| engine | input | ONNX Runtime ms | fps | torch eager ms | ONNX Runtime speed-up | TensorRT |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for name, size, t_ort, t_torch in rows:
+        torch_ms = "-" if t_torch is None else f"{t_torch * 1e3:.2f}"
+        ratio = "-" if t_torch is None else f"{t_torch / t_ort:.1f}x"
+        lines.append(f"| {name} | {size} | {t_ort * 1e3:.2f} | {1 / t_ort:,.0f} | {torch_ms} | {ratio} | "
+                     "not measured here |")
+    return "\n".join(lines)
 
 
 def _table(rows):

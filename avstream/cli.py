@@ -68,35 +68,30 @@ def _add_common(p, grid_default=None):
                    help="override any configuration key, e.g. --set localize.smoothing=0.5 (repeatable)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="avstream", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    run = sub.add_parser("run", help="run the live pipeline (default: the synthetic demo)",
-                         description="Run the streaming pipeline until the duration ends, the file ends or "
-                                     "Ctrl-C. With no arguments: the synthetic demo scene for 5 s.")
-    _add_common(run)
-    run.add_argument("--source", choices=["synthetic", "file", "device"], help="audio source (default synthetic)")
-    run.add_argument("--file", help="audio file for --source file (WAV, FLAC, ...)")
-    run.add_argument("--fast", action="store_true", help="read a file as fast as possible, not in real time")
-    run.add_argument("--device", help="input device index or name substring for --source device")
-    run.add_argument("--rate", type=int, help="device sample rate (default: the array's, else 16000)")
-    run.add_argument("--format", choices=["int16", "int24", "int32", "float32"], help="device sample format")
-    run.add_argument("--duration", type=float, help="seconds to run; 0 = until stopped (default 5)")
-    run.add_argument("--jsonl", help="write one JSON object per update to this file ('-' = stdout)")
-    run.add_argument("--npz", help="write all heatmaps to this .npz at the end")
-    run.add_argument("--record", metavar="PATH.mcap",
+def _add_run_options(p):
+    """The options of ``run`` (and ``record``, which runs the same pipeline)."""
+    _add_common(p)
+    p.add_argument("--source", choices=["synthetic", "file", "device", "recording"],
+                   help="audio source (default synthetic); recording: a folder avstream record wrote (--file DIR)")
+    p.add_argument("--file", help="audio file for --source file (WAV, FLAC, ...), or the folder for --source recording")
+    p.add_argument("--fast", action="store_true", help="read a file as fast as possible, not in real time")
+    p.add_argument("--device", help="input device index or name substring for --source device")
+    p.add_argument("--rate", type=int, help="device sample rate (default: the array's, else 16000)")
+    p.add_argument("--format", choices=["int16", "int24", "int32", "float32"], help="device sample format")
+    p.add_argument("--duration", type=float, help="seconds to run; 0 = until stopped (default 5)")
+    p.add_argument("--jsonl", help="write one JSON object per update to this file ('-' = stdout)")
+    p.add_argument("--npz", help="write all heatmaps to this .npz at the end")
+    p.add_argument("--record", metavar="PATH.mcap",
                      help="record every ROS 2 topic to an MCAP file (ros2 bag play and Foxglove open it)")
-    run.add_argument("--no-status", action="store_true", help="no live status line")
-    run.add_argument("--no-ros", action="store_true",
+    p.add_argument("--no-status", action="store_true", help="no live status line")
+    p.add_argument("--no-ros", action="store_true",
                      help="do not publish ROS 2 topics (default: on DDS, domain ROS_DOMAIN_ID)")
-    run.add_argument("--zmq", metavar="ENDPOINT",
+    p.add_argument("--zmq", metavar="ENDPOINT",
                      help="ZeroMQ PUB endpoint for dashboards (default tcp://127.0.0.1:5556)")
-    run.add_argument("--no-zmq", action="store_true", help="no ZeroMQ stream")
-    run.add_argument("--zmq-secret-key", metavar="FILE", help="server CURVE certificate (.key_secret): encrypt")
-    run.add_argument("--zmq-clients", metavar="DIR", help="folder of allowed client public keys: authenticate")
-    cam = run.add_argument_group("camera (the heatmap on the picture)")
+    p.add_argument("--no-zmq", action="store_true", help="no ZeroMQ stream")
+    p.add_argument("--zmq-secret-key", metavar="FILE", help="server CURVE certificate (.key_secret): encrypt")
+    p.add_argument("--zmq-clients", metavar="DIR", help="folder of allowed client public keys: authenticate")
+    cam = p.add_argument_group("camera (the heatmap on the picture)")
     cam.add_argument("--camera", metavar="SOURCE",
                      help="camera: device index (0) or /dev/videoN, a video file, an rtsp:// or http:// URL, a "
                           "GStreamer pipeline ending in appsink, 'synthetic' (films the synthetic scene; the "
@@ -116,6 +111,25 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--no-overlay", action="store_true", help="no overlay video")
     cam.add_argument("--view", action="store_true", help="show the overlay live in a window (needs a display)")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avstream", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the live pipeline (default: the synthetic demo)",
+                         description="Run the streaming pipeline until the duration ends, the file ends or "
+                                     "Ctrl-C. With no arguments: the synthetic demo scene for 5 s.")
+    _add_run_options(run)
+    rec = sub.add_parser("record", help="record audio, video and calibration into a folder (for avstream train)",
+                         description="Run like avstream run (the same sources and options; ROS 2, ZeroMQ and the "
+                                     "overlay video are off unless asked for) and write a recording folder: "
+                                     "audio.wav (every channel), video.mp4, frames.csv (frame times from the first "
+                                     "audio sample), array.yaml, camera.yaml and extrinsics.yaml. avstream run "
+                                     "--source recording --file DIR replays it; avstream train learns from it.")
+    _add_run_options(rec)
+    rec.add_argument("--out", required=True, metavar="DIR", help="the recording folder to write")
+
     loc = sub.add_parser("locate", help="locate sources in a recording, JSON Lines to stdout",
                          description="Offline localization of an audio file. Writes one JSON object per update "
                                      '{"t", "peaks": [{"azimuth_deg", "elevation_deg", "power"}]} and a last line '
@@ -132,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "same scenes in one run; prints ms per update, updates/s, angular error "
                                        "and avstream's speed-up over each peer.")
     bench.add_argument("--workloads", default="W1,W2,W3,P",
-                       help="comma-separated subset of W1,W2,W3 (localization) and P (publishing cost)")
+                       help="comma-separated subset of W1,W2,W3 (localization), P (publishing cost) and E (learned "
+                            "engines, needs torch)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
     bench.add_argument("--no-peers", action="store_true", help="avstream only")
 
@@ -209,6 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--elevation", type=float, default=0.0, help="source elevation in degrees (default 0)")
     ch.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    tr = sub.add_parser("train", help="learn an audio-visual engine from recording folders (no labels)",
+                        description="Trains the audio-visual engine (localizer and segmenter) on recording folders "
+                                    "(avstream record writes them) with no labels: audio-visual correspondence plus "
+                                    "the calibrated array's map of the same instant as the spatial teacher. Shows "
+                                    "progress, saves checkpoints, exports ONNX, checks ONNX Runtime against torch "
+                                    "(max abs difference 1e-4) and only then writes --out (and NAME.pt beside it). "
+                                    "Needs the train extra (torch).")
+    tr.add_argument("folders", nargs="+", metavar="DIR")
+    tr.add_argument("--out", required=True, metavar="NAME.onnx")
+    tr.add_argument("--epochs", type=int, default=20)
+    tr.add_argument("--batch", type=int, default=16, help="recordings per batch (default 16)")
+    tr.add_argument("--lr", type=float, default=2e-3)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--array", help="array preset or YAML, for folders without array.yaml")
+    tr.add_argument("--intrinsics", metavar="CAMERA.yaml", help="for folders without camera.yaml")
+    tr.add_argument("--extrinsics", metavar="EXTRINSICS.yaml", help="for folders without extrinsics.yaml")
     en = sub.add_parser("engines", help="learned engine files: list, check, build TensorRT plans",
                         description="list: the engine files in a folder (default engines/) with their inputs and "
                                     "outputs. check: runs a file on ONNX Runtime and, when its torch checkpoint "
@@ -269,7 +300,7 @@ def _overrides(args, command) -> dict:
                       ("speech", "engine.speech")):
         if getattr(args, flag) is not None:
             o[key] = getattr(args, flag)
-    if command == "run":
+    if command in ("run", "record"):
         for flag, key in RUN_VALUE_FLAGS:
             value = getattr(args, flag)
             if value is not None and value is not False:
@@ -283,6 +314,12 @@ def _overrides(args, command) -> dict:
             o.setdefault("source.kind", "device")
         if args.duration is not None:
             o["duration"] = None if args.duration == 0 else args.duration
+    if command == "record":  # capture only, unless outputs are asked for
+        o["output.recording"] = args.out
+        o.setdefault("ros.publish", False)
+        if args.zmq is None:
+            o["zmq.endpoint"] = None
+        o.setdefault("output.overlay", None)
     for item in args.set:
         k, v = parse_override(item)
         o[k] = v
@@ -296,7 +333,7 @@ def cmd_run(args) -> int:
     from .sinks.status import StatusLine
     from .sinks.video import VideoFileSink
 
-    cfg = load_config(args.config, _overrides(args, "run"))
+    cfg = load_config(args.config, _overrides(args, args.command))
     sinks = build_sinks(cfg)
     # the status line rewrites itself with \r: only on a terminal, unless AVSTREAM_STATUS=1
     show = cfg.output.status and (sys.stderr.isatty() or os.environ.get("AVSTREAM_STATUS") == "1")
@@ -324,7 +361,7 @@ def cmd_run(args) -> int:
     signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
     # a file read as fast as possible runs in this thread: nothing to pace, nothing to drop,
     # and video frames pair with the audio by stream time exactly
-    fast = cfg.source.kind == "file" and not cfg.source.realtime
+    fast = cfg.source.kind in ("file", "recording") and not cfg.source.realtime
     summary = pipe.run_sync() if fast else pipe.run()  # Ctrl-C ends the run like the duration does
     peaks = ", ".join(f"az {p['azimuth_deg']:+.1f} el {p['elevation_deg']:+.1f} (power {p['power']:.2f})"
                       for p in summary["peaks"]) or "none"
@@ -337,6 +374,9 @@ def cmd_run(args) -> int:
               f"{v['camera_reconnects']} reconnects, state {v['camera_state']}", file=sys.stderr)
     if overlay is not None:
         print(f"avstream: overlay video: {overlay.path.resolve()} ({overlay.frames} frames)", file=sys.stderr)
+    if "recording" in summary:
+        r = summary["recording"]
+        print(f"avstream: recording {r['folder']}: {r['seconds']:.1f} s of audio, {r['frames']} frames", file=sys.stderr)
     if pipe.array.planar:
         print("avstream: note: " + pipe.array.describe()["ambiguity"], file=sys.stderr)
     return 0
@@ -511,6 +551,23 @@ def _calibrate_channels(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_train(args) -> int:
+    import json
+
+    try:
+        from .models.train import train
+    except ImportError as exc:
+        raise AvstreamError(f"avstream train needs PyTorch: pip install 'avstream[train]' ({exc})") from None
+    o = {}
+    for flag, key in (("array", "array"), ("intrinsics", "camera.intrinsics"), ("extrinsics", "camera.extrinsics")):
+        if getattr(args, flag):
+            o[key] = getattr(args, flag)
+    report = train(args.folders, args.out, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
+                   overrides=o)
+    print(json.dumps(report))
+    return 0
+
+
 def cmd_engines(args) -> int:
     import json
 
@@ -553,8 +610,8 @@ def main(argv=None) -> int:
 
     to_stderr()
     try:
-        return {"run": cmd_run, "locate": cmd_locate, "bench": cmd_bench, "echo": cmd_echo, "calibrate": cmd_calibrate,
-                "engines": cmd_engines, "devices": cmd_devices}[args.command](args)
+        return {"run": cmd_run, "record": cmd_run, "locate": cmd_locate, "bench": cmd_bench, "echo": cmd_echo, "calibrate": cmd_calibrate,
+                "engines": cmd_engines, "train": cmd_train, "devices": cmd_devices}[args.command](args)
     except AvstreamError as exc:
         print(f"avstream: error: {exc}", file=sys.stderr)
         return 2

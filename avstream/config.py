@@ -71,8 +71,8 @@ class SceneConfig:
 class SourceConfig:
     """Where audio comes from."""
 
-    kind: Literal["synthetic", "file", "device"] = "synthetic"
-    path: Optional[str] = None  # file: WAV, FLAC or anything soundfile reads
+    kind: Literal["synthetic", "file", "device", "recording"] = "synthetic"
+    path: Optional[str] = None  # file: WAV, FLAC or anything soundfile reads; recording: its folder
     realtime: bool = True  # file: pace to real time; false reads as fast as possible
     loop: bool = False  # file: start again at the end
     device: Optional[str] = None  # device: name substring or index; None = default input
@@ -83,7 +83,8 @@ class SourceConfig:
     scene: SceneConfig = field(default_factory=SceneConfig)
 
     def validate(self, key):
-        _check(self.kind != "file" or self.path, f"{key}.path", "is required when source.kind is file")
+        _check(self.kind not in ("file", "recording") or self.path, f"{key}.path",
+               f"is required when source.kind is {self.kind}")
         _check(16 <= self.block <= 16384, f"{key}.block", "must be within 16..16384 samples")
         _check(0.1 <= self.ring_seconds <= 600, f"{key}.ring_seconds", "must be within 0.1..600 s")
         _check(self.sample_rate is None or 8000 <= self.sample_rate <= 192000, f"{key}.sample_rate",
@@ -95,7 +96,8 @@ class SourceConfig:
 class CameraConfig:
     """The camera the heatmap is drawn on (docs: README, "The acoustic camera")."""
 
-    # auto: the synthetic camera when the audio is the synthetic scene, else none;
+    # auto: the synthetic camera when the audio is the synthetic scene, the recording's video for a
+    # recording, else none;
     # none | synthetic | device index or /dev/videoN | video file | rtsp:// or http:// URL |
     # GStreamer pipeline ending in appsink
     source: str = "auto"
@@ -222,6 +224,7 @@ class OutputConfig:
     status: bool = True  # live status line on stderr
     overlay: Optional[str] = "auto"  # video of the overlay (.mp4/.avi); auto: avstream_overlay.mp4 for the demo
     view: bool = False  # show the overlay live in a window (needs a display and OpenCV with a GUI)
+    recording: Optional[str] = None  # folder: audio.wav, video.mp4, frames.csv and the calibration used
 
     def validate(self, key):
         _check(self.record is None or self.record.endswith(".mcap"), f"{key}.record", "must be a .mcap path")
@@ -249,7 +252,7 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class Config:
-    array: str = "minidsp_uma16"
+    array: str = "auto"  # preset or YAML; auto: the recording's array.yaml for a recording, else minidsp_uma16
     duration: Optional[float] = 5.0  # seconds of audio to process; None = until the end/stop
     source: SourceConfig = field(default_factory=SourceConfig)
     stft: StftConfig = field(default_factory=StftConfig)
@@ -278,7 +281,7 @@ class Config:
         """The camera actually used: None, "synthetic" or an OpenCV source string."""
         s = self.camera.source.strip()
         if s == "auto":
-            return "synthetic" if self.source.kind == "synthetic" else None
+            return {"synthetic": "synthetic", "recording": "recording"}.get(self.source.kind)
         return None if s == "none" else s
 
 

@@ -39,8 +39,27 @@ STALL_SECONDS = 5.0  # no audio for this long while running is an error, not a h
 log = logging.getLogger(__name__)
 
 
+def resolve_array(cfg: Config) -> str:
+    """The array spec: as configured, or for ``auto`` the recording's array.yaml (when it has
+    one) or the default minidsp_uma16."""
+    if cfg.array != "auto":
+        return cfg.array
+    if cfg.source.kind == "recording":
+        from .capture.recording import Recording
+
+        rec = Recording(cfg.source.path)
+        if rec.array:
+            return rec.array
+    return "minidsp_uma16"
+
+
 def make_source(cfg: Config, array):
     s = cfg.source
+    if s.kind == "recording":
+        from .capture.recording import Recording
+
+        return FileSource(Recording(s.path).audio, array, block=s.block, realtime=s.realtime,
+                          target_rate=array.sample_rate, loop=s.loop)
     if s.kind == "synthetic":
         return SyntheticScene(array, s.scene, block=s.block, speed_of_sound=cfg.localize.speed_of_sound)
     if s.kind == "file":
@@ -62,8 +81,15 @@ def make_camera(cfg: Config, audio_source, array):
 
     c = cfg.camera
     spec = cfg.camera_source
-    camera = load_camera(c.intrinsics) if c.intrinsics else None
-    extrinsics = load_extrinsics(c.extrinsics) if c.extrinsics else default_extrinsics(array)
+    intrinsics, extrinsics_file, times = c.intrinsics, c.extrinsics, None
+    if spec == "recording":  # the recording's video, frame times and calibration (flags win)
+        from .capture.recording import Recording
+
+        rec = Recording(cfg.source.path)
+        spec, times = str(rec.video), rec.frame_times
+        intrinsics, extrinsics_file = intrinsics or rec.camera, extrinsics_file or rec.extrinsics
+    camera = load_camera(intrinsics) if intrinsics else None
+    extrinsics = load_extrinsics(extrinsics_file) if extrinsics_file else default_extrinsics(array)
     core = None
     if spec == "synthetic":
         if not isinstance(audio_source, SyntheticScene):
@@ -71,7 +97,7 @@ def make_camera(cfg: Config, audio_source, array):
         camera = camera or default_camera()
         core = SyntheticCamera(audio_source, camera, extrinsics, c.source_distance_m, c.fps)
     elif spec is not None:
-        core = OpenCvCamera(spec, realtime=c.realtime, loop=c.loop)
+        core = OpenCvCamera(spec, realtime=c.realtime and cfg.source.realtime, loop=c.loop, frame_times=times)
         try:
             core.open()
         except InputError as exc:
@@ -107,7 +133,7 @@ class Pipeline:
 
     def __init__(self, cfg: Config, sinks=(), source=None, status=None):
         self.cfg = cfg
-        self.array = load_array(cfg.array)
+        self.array = load_array(resolve_array(cfg))
         self.source = source if source is not None else make_source(cfg, self.array)
         self.sample_rate = int(self.source.sample_rate)
         self.camera, self.extrinsics, self._video_core = make_camera(cfg, self.source, self.array)
@@ -144,6 +170,12 @@ class Pipeline:
             self.fusion = Fusion(self.grid, self.camera, self.extrinsics, cfg.camera.source_distance_m,
                                  cfg.engine.fusion, n_pixels=lc.sources, draw=self._video_core is not None)
         self.pairing = None  # set when the video starts
+        self.recorder = None
+        if cfg.output.recording:
+            from .capture.recording import RecordingWriter
+
+            self.recorder = RecordingWriter(cfg.output.recording, self.sample_rate, self.array.n_channels,
+                                            self.array, self.camera, self.extrinsics, cfg.camera.fps)
         self.video = None
         self.sinks = list(sinks)
         self.status = status
@@ -203,6 +235,8 @@ class Pipeline:
     # --- synchronous core ----------------------------------------------------------------
     def process_block(self, block: AudioBlock) -> list:
         """Run one block through the chain; return the heatmaps it completed (already sent)."""
+        if self.recorder is not None:
+            self.recorder.audio(block)
         return [self._update(win) for win in self.frontend.process(block, self.max_samples)]
 
     def _update(self, win):
@@ -214,6 +248,9 @@ class Pipeline:
                      "device": self.source.describe(), "device_state": self.source.state}
         if self.pairing is not None:
             self.pairing.process(hm)
+            if self.recorder is not None:
+                for frame in self.video.frames_since(-1):
+                    self.recorder.frame(frame)
         if self.engines is not None:
             self.engines.process(hm, win)
         if self.fusion is not None:
@@ -360,6 +397,8 @@ class Pipeline:
 
     def _finish(self) -> dict:
         summary = self.summary()
+        if self.recorder is not None:
+            summary["recording"] = self.recorder.close()
         for sink in self.sinks:
             sink.close(summary)
         if self.status is not None:

@@ -29,3 +29,15 @@ def test_bench_publishing_rows():
         assert float(cells[2]) > 0
         if "reference" not in cells[1] and "drawing" not in cells[1]:
             assert cells[3].endswith("x faster")
+
+
+def test_bench_engine_rows():
+    pytest.importorskip("torch")
+    p = run_cli("bench", "--quick", "--workloads", "E", timeout=600)
+    assert p.returncode == 0, p.stderr
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in p.stdout.splitlines()
+            if line.startswith("| ") and "ms" not in line.split("|")[3] and not line.startswith("|---")]
+    assert [r[1] for r in rows] == ["96x128", "224x224", "1024 samples"]
+    for r in rows:
+        assert float(r[2]) > 0 and r[6] == "not measured here"
+    assert all(float(r[4]) > 0 and r[5].endswith("x") for r in rows[:2])  # torch measured beside it

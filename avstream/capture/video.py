@@ -63,9 +63,12 @@ class OpenCvCamera(VideoSource):
         Files only: pace frames to their media time (the threaded runner does the pacing).
     loop : bool
         Files only: start again at the end (media time keeps increasing).
+    frame_times : ndarray or None
+        Files only: each frame's time (seconds), instead of the file's media time (a recording's
+        frames.csv).
     """
 
-    def __init__(self, spec: str, realtime: bool = True, loop: bool = False):
+    def __init__(self, spec: str, realtime: bool = True, loop: bool = False, frame_times=None):
         self.spec = str(spec)
         self.kind = describe_spec(self.spec)
         self.realtime = realtime if self.kind == "file" else True
@@ -76,6 +79,8 @@ class OpenCvCamera(VideoSource):
                               "has no GStreamer support (see cv2.getBuildInformation()); use an OpenCV built with "
                               "GStreamer, e.g. the system python3-opencv on a Jetson")
         self._cap = None
+        self._times = frame_times
+        self._index = 0
         self._media_offset = 0.0  # files: media time of earlier loops
         self._last_media = 0.0
         self.size = None  # (width, height) once opened
@@ -102,6 +107,7 @@ class OpenCvCamera(VideoSource):
         if self.kind == "device":
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # V4L2 honours it: no stale frames queued in the driver
         self._cap = cap
+        self._index = 0
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.size = (w, h) if w > 0 and h > 0 else None
         self._v4l2 = self.kind == "device" and cap.getBackendName() == "V4L2"
@@ -139,6 +145,12 @@ class OpenCvCamera(VideoSource):
             return None
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        if self.kind == "file" and self._times is not None:
+            k, self._index = self._index, self._index + 1
+            if k >= len(self._times):  # more frames than times: the rate of the last ones goes on
+                step = float(np.median(np.diff(self._times))) if len(self._times) > 1 else 1.0 / self.fps()
+                return image, float(self._times[-1]) + (k - len(self._times) + 1) * step
+            return image, float(self._times[k])
         if self.kind == "file":
             self._last_media = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
             return image, self._media_offset + self._last_media
@@ -334,6 +346,11 @@ class VideoRunner:
             self._seen = self._frames[-1].seq
             return min(self._frames, key=lambda f: abs(f.stamp - stamp))
 
+    def frames_since(self, seq: int) -> list:
+        """The kept frames newer than ``seq``, oldest first (a recording takes every frame)."""
+        with self._lock:
+            return [f for f in self._frames if f.seq > seq]
+
     def counters(self) -> dict:
         out = {"camera": self.core.name, "camera_state": self.state, "video_frames": self.captured,
                "video_dropped": self.dropped, "camera_reconnects": self.reconnects}
@@ -363,7 +380,8 @@ class SyncVideo:
         core = self.core
         if isinstance(core, SyntheticCamera):
             self.captured += 1
-            return VideoFrame(core.render(stamp), stamp, self.captured - 1)
+            self._prev, self._next = None, VideoFrame(core.render(stamp), stamp, self.captured - 1)
+            return self._next
         while self._next is None or self._next.stamp < stamp:
             got = core.read()
             if got is None:
@@ -373,6 +391,10 @@ class SyncVideo:
             self.captured += 1
         cands = [f for f in (self._prev, self._next) if f is not None]
         return min(cands, key=lambda f: abs(f.stamp - stamp)) if cands else None
+
+    def frames_since(self, seq: int) -> list:
+        """The frames read so far newer than ``seq`` (this runner reads on demand)."""
+        return [f for f in (self._prev, self._next) if f is not None and f.seq > seq]
 
     def counters(self) -> dict:
         return {"camera": self.core.name, "camera_state": self.state, "video_frames": self.captured,

@@ -275,3 +275,14 @@ def baseline_groups(positions: np.ndarray, tol: float = 1e-4):
     pg = np.asarray(pg, dtype=np.int64)
     return (np.asarray(pi, dtype=np.int64), np.asarray(pj, dtype=np.int64), pg,
             np.asarray(base), np.bincount(pg, minlength=len(base)).astype(np.int64))
+
+
+def save_array(array: MicArray, path) -> None:
+    """Write ``array`` as an array YAML that ``load_array`` reads back to the same array."""
+    doc = {"mic_positions": [[float(v) for v in row] for row in array.positions],
+           "mic_channels": [int(c) for c in array.mic_channels], "n_channels": int(array.n_channels)}
+    if array.sample_rate:
+        doc["sample_rate"] = int(array.sample_rate)
+    if array.facing is not None:
+        doc["facing"] = [float(v) for v in array.facing]
+    Path(path).write_text(f"# array {array.name}, as recorded by avstream\n" + yaml.safe_dump(doc, sort_keys=False))
