@@ -3,12 +3,12 @@ export NUMBA_CACHE_DIR ?= $(HOME)/.cache/avstream/numba
 export OPENBLAS_NUM_THREADS ?= 1
 VENV := .venv/bin
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench engines
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/avstream run
+	$(VENV)/avstream run $(if $(wildcard engines/demo_av.onnx),--engine engines/demo_av.onnx)
 
 test: setup
 	$(VENV)/python -m pytest -q tests
@@ -16,3 +16,7 @@ test: setup
 bench: setup
 	$(VENV)/python -m pip install -q pyroomacoustics acoular
 	$(VENV)/avstream bench
+
+# retrain the shipped audio-visual engines (about 30 minutes on 2 cores; engines/README.md)
+engines: setup
+	bash scripts/make_engines.sh

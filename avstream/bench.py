@@ -211,7 +211,10 @@ def main(names, quick=False, peers=True):
         print(_publish_table(bench_publish(quick)))
     if engines:
         print("\nLearned engines, time per frame on 2 CPU threads:\n")
-        print(_engine_table(bench_engines(quick)))
+        try:
+            print(_engine_table(bench_engines(quick)))
+        except ImportError as exc:
+            print(f"(not measured: {exc}; pip install 'avstream[train]')")
     return 0
 
 

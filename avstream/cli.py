@@ -74,7 +74,8 @@ def _add_run_options(p):
     p.add_argument("--source", choices=["synthetic", "file", "device", "recording"],
                    help="audio source (default synthetic); recording: a folder avstream record wrote (--file DIR)")
     p.add_argument("--file", help="audio file for --source file (WAV, FLAC, ...), or the folder for --source recording")
-    p.add_argument("--fast", action="store_true", help="read a file as fast as possible, not in real time")
+    p.add_argument("--fast", action="store_true",
+                   help="read a file, recording or the synthetic scene as fast as possible, not in real time")
     p.add_argument("--device", help="input device index or name substring for --source device")
     p.add_argument("--rate", type=int, help="device sample rate (default: the array's, else 16000)")
     p.add_argument("--format", choices=["int16", "int24", "int32", "float32"], help="device sample format")
@@ -145,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Times avstream and, when installed, pyroomacoustics and acoular on the "
                                        "same scenes in one run; prints ms per update, updates/s, angular error "
                                        "and avstream's speed-up over each peer.")
-    bench.add_argument("--workloads", default="W1,W2,W3,P",
+    bench.add_argument("--workloads", default="W1,W2,W3,P,E",
                        help="comma-separated subset of W1,W2,W3 (localization), P (publishing cost) and E (learned "
                             "engines, needs torch)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
@@ -361,7 +362,7 @@ def cmd_run(args) -> int:
     signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
     # a file read as fast as possible runs in this thread: nothing to pace, nothing to drop,
     # and video frames pair with the audio by stream time exactly
-    fast = cfg.source.kind in ("file", "recording") and not cfg.source.realtime
+    fast = cfg.source.kind != "device" and not cfg.source.realtime
     summary = pipe.run_sync() if fast else pipe.run()  # Ctrl-C ends the run like the duration does
     peaks = ", ".join(f"az {p['azimuth_deg']:+.1f} el {p['elevation_deg']:+.1f} (power {p['power']:.2f})"
                       for p in summary["peaks"]) or "none"

@@ -180,3 +180,15 @@ def make_scene(folder, seed, seconds=2.0, fps=15.0, tmp=None):
 
 def make_set(root, seeds, tmp=None):
     return [Path(root) / f"scene{s:04d}" for s in seeds if make_scene(Path(root) / f"scene{s:04d}", s, tmp=tmp)]
+
+
+if __name__ == "__main__":  # python tests/avscenes.py OUT FIRST_SEED COUNT: a set for avstream train
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    out, first, count = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    with tempfile.TemporaryDirectory() as tmp:
+        for s in range(first, first + count):
+            make_scene(out / f"scene{s:05d}", s, tmp=tmp)
+    print(f"{count} scenes in {out}")

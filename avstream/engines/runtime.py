@@ -107,6 +107,12 @@ def _fmt(expected) -> str:
     return ", ".join(f"'{n}' {_fmt_shape(s)}" for n, s in expected.items())
 
 
+def importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def register_backend(name):
     def deco(cls):
         cls.name = name
@@ -156,11 +162,7 @@ class OnnxRuntimeEngine(Engine):
 
     @classmethod
     def available(cls) -> bool:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return False
-        return True
+        return importable("onnxruntime")
 
     def run(self, feeds):
         return dict(zip(self._outputs, self.session.run(self._outputs, feeds)))
@@ -190,11 +192,7 @@ class TorchEngine(Engine):
 
     @classmethod
     def available(cls) -> bool:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            return False
-        return True
+        return importable("torch")
 
     def run(self, feeds):
         t = self._torch

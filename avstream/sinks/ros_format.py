@@ -8,7 +8,8 @@ produced by rosbags' type store for the chosen distro, so they equal what rmw_cy
   per cell of a fov grid; a sphere grid resampled to an equirectangular image.
 - ``sources``: geometry_msgs/PoseArray, one pose per source at unit distance along its
   direction in the array frame, oriented along it (the pose's x axis points at the source).
-- ``markers``: visualization_msgs/MarkerArray, one arrow per source, length and colour by power.
+- ``markers``: visualization_msgs/MarkerArray, one arrow per source, length and colour by power;
+  its text says the power and, with the speech engine, the source's speech probability.
 - ``/diagnostics``: diagnostic_msgs/DiagnosticArray.
 - with an audio-visual engine: ``engine_heatmap``, sensor_msgs/Image 32FC1 over the picture
   (the engine's map, rows x cols cells over the whole picture), and ``segmentation``,
@@ -182,7 +183,9 @@ class RosFormatter:
                 scale=T["geometry_msgs/msg/Vector3"](x=0.2 + 0.8 * power, y=0.03, z=0.03),
                 color=T["std_msgs/msg/ColorRGBA"](r=power, g=0.2, b=1.0 - power, a=1.0),
                 lifetime=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=500_000_000),
-                frame_locked=False, points=[], colors=[], text="", mesh_resource="",
+                frame_locked=False, points=[], colors=[],
+                text=f"power {p.power:.2f}" + (f" speech {p.speech:.2f}" if p.speech is not None else ""),
+                mesh_resource="",
                 mesh_use_embedded_materials=False)
             markers.append(self._marker(fields, header))
         return T[MARKER_ARRAY](markers=markers)
