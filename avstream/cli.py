@@ -360,6 +360,9 @@ def cmd_run(args) -> int:
               file=sys.stderr)
     overlay = next((s for s in sinks if isinstance(s, VideoFileSink)), None)
     signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
+    # Ctrl-C asks the pipeline to stop between two blocks, so every update made reaches every sink
+    # and the summary counts exactly those; a second Ctrl-C interrupts whatever hangs
+    signal.signal(signal.SIGINT, lambda *_: (pipe.stop(), signal.signal(signal.SIGINT, signal.default_int_handler)))
     # a file read as fast as possible runs in this thread: nothing to pace, nothing to drop,
     # and video frames pair with the audio by stream time exactly
     fast = cfg.source.kind != "device" and not cfg.source.realtime
