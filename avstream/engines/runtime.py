@@ -154,6 +154,10 @@ class OnnxRuntimeEngine(Engine):
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
+        # ONNX Runtime's worker threads spin between runs by default: at camera rate on a robot
+        # that burned a whole core for nothing (118-131% of one core against 35% without spinning)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                      if p in ort.get_available_providers()]
         self.session = ort.InferenceSession(str(info.path), so, providers=providers)

@@ -178,10 +178,12 @@ def train(folders, out, epochs=20, batch=16, lr=2e-3, seed=0, overrides=None, ne
             a = model.embed_audio(aud)
             heat, logits, sim = model.heads(skip, v, a)
             t_heat = F.adaptive_max_pool2d(tea, heat.shape[-2:])
-            t_mask = (F.interpolate(tea, size=logits.shape[-2:], mode="bilinear", align_corners=False) > 0.5).float()
             # after the first epochs the target is the array's map times the engine's own (the
             # fused map, detached): where the array heard it AND something there looks like it
             target = t_heat * heat.detach() if epoch >= refine_from * epochs else t_heat
+            # the mask learns the core (above half its height) of the same target
+            core = target / target.flatten(1).max(dim=1).values.clamp_min(1e-6)[:, None, None, None]
+            t_mask = (F.interpolate(core, size=logits.shape[-2:], mode="bilinear", align_corners=False) > 0.5).float()
             l_teach = spatial_teacher(sim, target, sharpen, tau) + 0.2 * F.binary_cross_entropy(heat, t_heat)
             l_mil = mil_contrastive(v, a) if len(pick) > 1 else heat.sum() * 0
             l_mask = F.binary_cross_entropy_with_logits(logits, t_mask)
