@@ -151,9 +151,15 @@ def test_engine_maps_are_fused_and_gated(engine_file):
     assert all(h.picture.gated and h.picture.engine is None for h in sink.maps)
     assert all(np.array_equal(h.picture.fused, h.picture.array) for h in sink.maps)
     _, sink = run_engine(engine_file, **{"engine.fusion": "array"})
-    pic = sink.maps[-1].picture
+    hm = sink.maps[-1]
+    pic = hm.picture
     assert np.array_equal(pic.fused, pic.array) and pic.engine is not None
     assert pic.pixels and pic.pixels[0]["power"] == pytest.approx(float(pic.array.max()), abs=1e-3)
+    # with an engine the overlay marks the published map's peaks (white crosses there)
+    for px in pic.pixels:
+        u, v = int(round(px["u"])), int(round(px["v"]))
+        near = hm.overlay[max(0, v - 3):v + 4, max(0, u - 3):u + 4]
+        assert (near.min(axis=2) >= 240).sum() >= 5, px
     _, sink = run_engine(engine_file, **{"engine.fusion": "engine"})
     assert np.allclose(sink.maps[-1].picture.fused.max(), sink.maps[-1].picture.engine.max(), atol=0.05)
 

@@ -118,8 +118,14 @@ class Overlay:
         if pic is not None and pic.mask is not None:
             self._outline(img, pic.mask)
         top = max((p.power for p in heatmap.peaks), default=lo) - lo
+        # with an engine the marks on the picture are the fused map's peaks (the object the engine
+        # picked inside the array's lobe); the array's peaks keep only their out-of-view arrows
+        fused_marks = pic is not None and pic.engine is not None
+        if fused_marks:
+            for k, px in enumerate(pic.pixels):
+                self._mark(img, (int(round(px["u"])), int(round(px["v"]))), f"{k + 1}: {px['power']:.2f}")
         for k, ((u, v), p) in enumerate(zip(self.peak_pixels(heatmap.peaks), heatmap.peaks)):
-            if p.power - lo < MARK_CONTRAST:  # a ripple of the noise
+            if p.power - lo < MARK_CONTRAST or (fused_marks and np.isfinite(u)):  # a ripple, or marked above
                 continue
             if not np.isfinite(u):  # out of view: an arrow on the edge, the way to turn
                 if p.power - lo < ARROW_SHARE * top:
@@ -132,11 +138,7 @@ class Overlay:
                 cv2.putText(img, f"{k + 1}: {p.power:.2f} out of view", (tx, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                             (255, 255, 255), 1, cv2.LINE_AA)
                 continue
-            c = (int(round(u)), int(round(v)))
-            cv2.drawMarker(img, c, (255, 255, 255), cv2.MARKER_CROSS, 22, 2, cv2.LINE_AA)
-            cv2.circle(img, c, 16, (255, 255, 255), 1, cv2.LINE_AA)
-            cv2.putText(img, f"{k + 1}: {p.power:.2f}", (c[0] + 18, c[1] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                        (255, 255, 255), 1, cv2.LINE_AA)
+            self._mark(img, (int(round(u)), int(round(v))), f"{k + 1}: {p.power:.2f}")
         if not live:
             cv2.putText(img, "no camera frame", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 255), 2, cv2.LINE_AA)
         if status_text:
@@ -144,6 +146,14 @@ class Overlay:
             cv2.putText(img, status_text[:120], (6, h - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
                         cv2.LINE_AA)
         return img
+
+    @staticmethod
+    def _mark(img, c, label):
+        import cv2
+
+        cv2.drawMarker(img, c, (255, 255, 255), cv2.MARKER_CROSS, 22, 2, cv2.LINE_AA)
+        cv2.circle(img, c, 16, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(img, label, (c[0] + 18, c[1] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
 
     def _outline(self, img, mask):
         """Outline the segmenter's mask (any raster over the picture) in green."""
