@@ -30,6 +30,8 @@ ARGUMENTS = [
     ("frame_id", "ros.frame_id", "mic_array", "Array frame in header.frame_id"),
     ("zmq_endpoint", "zmq.endpoint", "tcp://127.0.0.1:5556", "ZeroMQ PUB endpoint for dashboards; empty = off"),
     ("record", "output.record", "", "MCAP file recording every topic; empty = off"),
+    ("engine", "engine.path", "", "Audio-visual engine ONNX file (needs a camera); empty = none"),
+    ("fusion", "engine.fusion", "product", "Published picture map: array, engine or product"),
 ]
 
 
