@@ -31,6 +31,10 @@ avstream: where sounds come from, live, from a microphone array.
   avstream calibrate extrinsics --pairs pairs.csv --camera cam.yaml --out ext.yaml
   avstream calibrate events rec.wav --video rec.mp4 --camera cam.yaml --out pairs.csv
   avstream calibrate channels rec.wav --array respeaker_usb_4mic --azimuth 90
+  avstream record --duration 60 --out rec1 [run's options]   audio, video and calibration in a folder
+  avstream train rec1 rec2 --out engines/mine.onnx     learn an audio-visual engine (no labels)
+  avstream run --engine engines/mine.onnx ...          fuse it with the array (needs a camera)
+  avstream engines list|check|build                    engine files, ONNX Runtime vs torch, TensorRT
   avstream devices             list PortAudio input devices
 
 Directions: azimuth = atan2(y, x) in degrees counter-clockwise from +x (x forward, y left,
