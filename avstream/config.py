@@ -206,7 +206,7 @@ class ZmqConfig:
     """The ZeroMQ stream for dashboards (see avstream/sinks/zmq_sink.py for the wire format)."""
 
     endpoint: Optional[str] = "tcp://127.0.0.1:5556"  # PUB binds here; null turns the stream off
-    hwm: int = 2  # send high-water mark: a slow subscriber loses messages, the pipeline never waits
+    hwm: int = 2  # send high-water mark in updates: a slow subscriber loses updates, the pipeline never waits
     curve_secret_key: Optional[str] = None  # server certificate (.key_secret): CURVE encryption
     curve_clients: Optional[str] = None  # folder of allowed client public keys: authentication
     overlay_quality: int = 80  # JPEG quality of the overlay picture on topic avstream/overlay; 0 = not sent

@@ -190,7 +190,7 @@ def test_engine_topics_on_zeromq(engine_file, tmp_path):
     from avstream.sinks.zmq_sink import TOPIC_ENGINE, TOPIC_HEATMAP, TOPIC_SEGMENTATION, decode, subscribe
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    sub = subscribe(endpoint, topics=(TOPIC_HEATMAP, TOPIC_ENGINE, TOPIC_SEGMENTATION))
+    sub = subscribe(endpoint, hwm=64, topics=(TOPIC_HEATMAP, TOPIC_ENGINE, TOPIC_SEGMENTATION))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     run = subprocess.Popen([sys.executable, "-m", "avstream", "run", "--duration", "3", "--zmq", endpoint, "--no-ros",
                             "--no-status", "--no-overlay", "--engine", str(engine_file)], env=env, cwd=str(tmp_path),

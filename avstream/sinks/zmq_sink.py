@@ -45,6 +45,7 @@ from .base import Sink
 
 TOPIC_HEATMAP = b"avstream/heatmap\0"
 TOPIC_OVERLAY = b"avstream/overlay\0"
+MESSAGES_PER_UPDATE = 4  # heatmap, engine map, mask, overlay
 TOPIC_ENGINE = b"avstream/engine_heatmap\0"  # float32 rows x cols over the picture
 TOPIC_SEGMENTATION = b"avstream/segmentation\0"  # uint8 mask over the picture
 
@@ -74,7 +75,11 @@ class ZmqSink(Sink):
     endpoint : str
         e.g. "tcp://127.0.0.1:5556" (loopback by default), "ipc:///tmp/avstream".
     hwm : int
-        Send high-water mark in messages.
+        Send high-water mark in updates: a subscriber that falls further behind loses whole
+        updates. An update is up to MESSAGES_PER_UPDATE messages (heatmap, engine map, mask,
+        overlay), so the socket's own mark is that many times larger: with a mark of 2 messages
+        a subscriber slowed for a moment lost the third message of an update (the mask) while
+        keeping the first two.
     curve_secret_key : str or None
         Server certificate with its secret key: enables CURVE encryption.
     curve_clients : str or None
@@ -91,7 +96,7 @@ class ZmqSink(Sink):
         self._auth = None
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.PUB)
-        self.sock.setsockopt(zmq.SNDHWM, hwm)
+        self.sock.setsockopt(zmq.SNDHWM, hwm * MESSAGES_PER_UPDATE)
         self.sock.setsockopt(zmq.LINGER, 0)
         try:
             if curve_secret_key:
