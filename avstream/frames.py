@@ -122,7 +122,8 @@ class PictureMaps:
     engine : ndarray or None
         The learned engine's map (0..1), None without an engine or while it is gated off.
     fused : ndarray
-        The published map: per ``--fusion``, the array's, the engine's, or their product.
+        The published map: per ``--fusion``, the array's, the engine's, or their product. The
+        engine stage hands the fusion stage its maps with ``array`` and ``fused`` still None.
     mask : ndarray (mask_rows, mask_cols) uint8 or None
         255 where the segmenter sees the sounding object(s).
     pixels : list of dict

@@ -39,27 +39,28 @@ STALL_SECONDS = 5.0  # no audio for this long while running is an error, not a h
 log = logging.getLogger(__name__)
 
 
-def resolve_array(cfg: Config) -> str:
+def open_recording(cfg: Config):
+    """The recording folder ``source.kind: recording`` reads (checked once), else None."""
+    if cfg.source.kind != "recording":
+        return None
+    from .capture.recording import Recording
+
+    return Recording(cfg.source.path)
+
+
+def resolve_array(cfg: Config, rec=None) -> str:
     """The array spec: as configured, or for ``auto`` the recording's array.yaml (when it has
     one) or the default minidsp_uma16."""
     if cfg.array != "auto":
         return cfg.array
-    if cfg.source.kind == "recording":
-        from .capture.recording import Recording
-
-        rec = Recording(cfg.source.path)
-        if rec.array:
-            return rec.array
-    return "minidsp_uma16"
+    return rec.array if rec is not None and rec.array else "minidsp_uma16"
 
 
-def make_source(cfg: Config, array):
+def make_source(cfg: Config, array, rec=None):
     s = cfg.source
-    if s.kind == "recording":
-        from .capture.recording import Recording
-
-        return FileSource(Recording(s.path).audio, array, block=s.block, realtime=s.realtime,
-                          target_rate=array.sample_rate, loop=s.loop)
+    if rec is not None:
+        return FileSource(rec.audio, array, block=s.block, realtime=s.realtime, target_rate=array.sample_rate,
+                          loop=s.loop)
     if s.kind == "synthetic":
         return SyntheticScene(array, s.scene, block=s.block, speed_of_sound=cfg.localize.speed_of_sound)
     if s.kind == "file":
@@ -71,7 +72,7 @@ def make_source(cfg: Config, array):
     return DeviceSource(s.device, array.n_channels, rate, block=s.block, sample_format=s.sample_format)
 
 
-def make_camera(cfg: Config, audio_source, array):
+def make_camera(cfg: Config, audio_source, array, rec=None):
     """(camera model, extrinsics, video core or None) for ``cfg.camera``, or Nones without a camera.
 
     The video source is opened here, so a missing camera is an error at start-up (or, with
@@ -83,9 +84,6 @@ def make_camera(cfg: Config, audio_source, array):
     spec = cfg.camera_source
     intrinsics, extrinsics_file, times = c.intrinsics, c.extrinsics, None
     if spec == "recording":  # the recording's video, frame times and calibration (flags win)
-        from .capture.recording import Recording
-
-        rec = Recording(cfg.source.path)
         spec, times = str(rec.video), rec.frame_times
         intrinsics, extrinsics_file = intrinsics or rec.camera, extrinsics_file or rec.extrinsics
     camera = load_camera(intrinsics) if intrinsics else None
@@ -133,10 +131,11 @@ class Pipeline:
 
     def __init__(self, cfg: Config, sinks=(), source=None, status=None):
         self.cfg = cfg
-        self.array = load_array(resolve_array(cfg))
-        self.source = source if source is not None else make_source(cfg, self.array)
+        rec = open_recording(cfg)
+        self.array = load_array(resolve_array(cfg, rec))
+        self.source = source if source is not None else make_source(cfg, self.array, rec)
         self.sample_rate = int(self.source.sample_rate)
-        self.camera, self.extrinsics, self._video_core = make_camera(cfg, self.source, self.array)
+        self.camera, self.extrinsics, self._video_core = make_camera(cfg, self.source, self.array, rec)
         view = None if self.camera is None else (self.camera, self.extrinsics, cfg.camera.source_distance_m)
         spec = cfg.localize.grid
         if spec == "auto":
@@ -158,7 +157,7 @@ class Pipeline:
             raise ConfigError(f"key 'localize.band': {exc}") from None
         from .engines.stage import EngineStage
 
-        self.engines = EngineStage.from_config(cfg, self.array, self.sample_rate, self.camera, self.extrinsics)
+        self.engines = EngineStage.from_config(cfg, self.array, self.sample_rate, self.camera)
         self.frontend = AudioFrontEnd(self.array, self.sample_rate, st.frame, st.hop, st.window, lc.update_frames,
                                       cfg.source.block, self.engines.keep_samples if self.engines else 0)
         # an update covers (update_frames - 1) hops plus one frame; frames pair with its middle
@@ -249,7 +248,7 @@ class Pipeline:
         if self.pairing is not None:
             self.pairing.process(hm)
             if self.recorder is not None:
-                for frame in self.video.frames_since(-1):
+                for frame in self.video.frames_since(self.recorder.last_seq):
                     self.recorder.frame(frame)
         if self.engines is not None:
             self.engines.process(hm, win)

@@ -121,7 +121,7 @@ class RecordingWriter:
         self._video = None
         self._times = []
         self._origin = None  # capture stamp of the first audio sample
-        self._last_seq = -1
+        self.last_seq = -1  # the newest frame written
         self.samples = 0
 
     def audio(self, block) -> None:
@@ -134,9 +134,9 @@ class RecordingWriter:
         """A camera frame (each is written once, in order, however often it is offered)."""
         import cv2
 
-        if self._origin is None or frame.seq <= self._last_seq:
+        if self._origin is None or frame.seq <= self.last_seq:
             return
-        self._last_seq = frame.seq
+        self.last_seq = frame.seq
         if self._video is None:
             h, w = frame.image.shape[:2]
             self._video = cv2.VideoWriter(str(self.folder / VIDEO), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))

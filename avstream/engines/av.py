@@ -55,7 +55,7 @@ class AvEngine:
         if info.kind != KIND:
             raise InputError(f"{path}: not an audio-visual engine (kind '{info.kind}'; avstream train makes them)")
         self.meta = info.metadata
-        self.engine = open_engine(path, backend, threads, precision, cache_dir, expect=expected_inputs(self.meta))
+        self.engine = open_engine(info, backend, threads, precision, cache_dir, expect=expected_inputs(self.meta))
         self.sample_rate = int(self.meta["sample_rate"])
         self.audio_samples = int(self.meta["audio_samples"])
 

@@ -212,8 +212,8 @@ def open_engine(path, backend="auto", threads=2, precision="fp16", cache_dir=Non
 
     Parameters
     ----------
-    path : str or Path
-        The ONNX file.
+    path : str, Path or ModelInfo
+        The ONNX file (or what read_model already read of it).
     backend : {"auto", "tensorrt", "onnxruntime", "torch"}
     threads : int
         ONNX Runtime and torch CPU threads.
@@ -226,7 +226,7 @@ def open_engine(path, backend="auto", threads=2, precision="fp16", cache_dir=Non
     """
     from . import tensorrt  # noqa: F401  (registers "tensorrt")
 
-    info = read_model(path)
+    info = path if isinstance(path, ModelInfo) else read_model(path)
     if expect:
         check_inputs(info, expect)
     if backend == "auto":

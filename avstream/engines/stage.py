@@ -44,7 +44,7 @@ class EngineStage:
         self.engine_runs = self.gated = 0
 
     @classmethod
-    def from_config(cls, cfg, array, sample_rate, camera=None, extrinsics=None):
+    def from_config(cls, cfg, array, sample_rate, camera=None):
         """The stage ``cfg.engine`` asks for, or None when it asks for nothing."""
         e = cfg.engine
         speech = None
@@ -91,11 +91,11 @@ class EngineStage:
 
     def process(self, hm, win) -> None:
         x = win.samples  # (n_mics, keep) at the array's rate
-        mono = x.mean(axis=0)
         if self.speech is not None:
-            self._speech(hm, x, mono, win.new_samples)
+            self._speech(hm, x, win.new_samples)
         if self.av is not None and hm.frame is not None:
-            level = 10 * np.log10(float(np.mean(mono[-self.keep_samples:] ** 2)) + 1e-20)
+            mono = x.mean(axis=0)
+            level = 10 * np.log10(float(np.mean(mono ** 2)) + 1e-20)
             if level < self.gate_db:
                 self.gated += 1
                 hm.picture = PictureMaps(None, None, None, gated=True)
@@ -105,7 +105,7 @@ class EngineStage:
             self.engine_runs += 1
             hm.picture = PictureMaps(None, heat, None, mask)
 
-    def _speech(self, hm, x, mono, new):
+    def _speech(self, hm, x, new):
         n_src = min(len(hm.peaks), self.n_sources)
         tail = x[:, -(new + BEAM_MARGIN):] if new + BEAM_MARGIN <= x.shape[1] else x
         signals = np.zeros((self.speech.n_slots, tail.shape[1]), np.float32)

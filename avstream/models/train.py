@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from .av_net import AVNet, AVNetConfig, export_onnx, save_checkpoint
+from .av_net import AVNet, AVNetConfig, export_onnx, onnx_metadata, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def collect(folder, net: AVNetConfig, overrides=None, stride=2):
     from ..capture.recording import Recording
     from ..config import load_config
     from ..engines.av import audio_input, image_input
-    from ..pipeline import Pipeline, resolve_array
+    from ..pipeline import Pipeline
     from ..sinks.base import Sink
 
     rec = Recording(folder)
@@ -85,8 +85,7 @@ def collect(folder, net: AVNetConfig, overrides=None, stride=2):
         from ..engines.speech import to_16k
 
         mono = to_16k(mono, rate)
-    meta = {"audio_samples": net.audio_samples, "sample_rate": net.sample_rate, "n_fft": net.n_fft, "hop": net.hop,
-            "n_mels": net.n_mels}
+    meta = onnx_metadata(net)  # what the exported file will declare: the node computes its inputs from it
     win = pipe.frontend.window_samples
     images, audio, teachers = [], [], []
     for t, image, m in keep.maps:

@@ -119,9 +119,7 @@ class RosFormatter:
                                              frame_id=frame_id or self.frame_id)
 
     def overlay_image(self, overlay: np.ndarray, header):
-        h, w = overlay.shape[:2]
-        return self.T[IMAGE](header=header, height=h, width=w, encoding="bgr8", is_bigendian=0, step=3 * w,
-                             data=np.ascontiguousarray(overlay).reshape(-1))
+        return self.raw_image(overlay, header, "bgr8")
 
     def camera_info(self, header):
         cam = self.camera
@@ -134,20 +132,18 @@ class RosFormatter:
                               r=np.eye(3).ravel(), p=P.ravel(), binning_x=0, binning_y=0, roi=roi)
 
     def raw_image(self, array: np.ndarray, header, encoding: str):
-        """An Image of a (rows, cols) float32 (32FC1) or uint8 (mono8) raster."""
-        h, w = array.shape
-        size = 4 if encoding == "32FC1" else 1
-        return self.T[IMAGE](header=header, height=h, width=w, encoding=encoding, is_bigendian=0, step=size * w,
-                             data=np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+        """An Image of a (rows, cols) float32 (32FC1), (rows, cols) uint8 (mono8) or (rows, cols, 3)
+        uint8 (bgr8) raster: one row of the C-ordered array is one step."""
+        a = np.ascontiguousarray(array)
+        return self.T[IMAGE](header=header, height=a.shape[0], width=a.shape[1], encoding=encoding, is_bigendian=0,
+                             step=a.strides[0], data=a.reshape(-1).view(np.uint8))
 
     def image_array(self, values: np.ndarray) -> np.ndarray:
         """The heatmap as the (height, width) float32 image that is published."""
         return self.layout.image(values)
 
     def image(self, heatmap, header):
-        img = self.image_array(heatmap.values)
-        return self.T[IMAGE](header=header, height=self.height, width=self.width, encoding="32FC1",
-                             is_bigendian=0, step=4 * self.width, data=img.reshape(-1).view(np.uint8))
+        return self.raw_image(self.image_array(heatmap.values), header, "32FC1")
 
     def pose_array(self, heatmap, header):
         T = self.T
