@@ -21,7 +21,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import yaml
 
@@ -134,26 +134,129 @@ class StftConfig:
 
 
 @dataclass(frozen=True)
+class SrpPhatOptions:
+    """localize.srp_phat.*: steered response power with the phase transform."""
+
+
+@dataclass(frozen=True)
+class TfSparseOptions:
+    """localize.tf_sparse.*: a direction per time-frequency bin, votes over the grid."""
+
+    min_coherence: float = 0.7  # a bin votes when one direction explains its cross-spectra this well (0..1)
+    spread_deg: float = 4.0  # Gaussian spread of each vote (in the array's plane for a planar array)
+    memory_s: float = 0.5  # time constant of the vote memory; 0 = each update alone
+
+    def validate(self, key):
+        _check(0 < self.min_coherence < 1, f"{key}.min_coherence", "must be within (0, 1)")
+        _check(0.5 <= self.spread_deg <= 45, f"{key}.spread_deg", "must be within 0.5..45 degrees")
+        _check(0 <= self.memory_s <= 60, f"{key}.memory_s", "must be within 0..60 s")
+
+
+@dataclass(frozen=True)
+class MvdrOptions:
+    """localize.mvdr.*: minimum-variance distortionless beams on the spatial covariance."""
+
+    bins: int = 48  # band bins used (spread over the band)
+    loading: float = 0.05  # diagonal loading, as a share of the mean microphone power
+    memory_s: float = 0.25  # time constant of the covariance estimate
+
+    def validate(self, key):
+        _check(2 <= self.bins <= 4096, f"{key}.bins", "must be within 2..4096")
+        _check(0 < self.loading <= 10, f"{key}.loading", "must be within (0, 10]")
+        _check(0 <= self.memory_s <= 60, f"{key}.memory_s", "must be within 0..60 s")
+
+
+@dataclass(frozen=True)
+class MusicOptions:
+    """localize.music.*: NormMUSIC on the spatial covariance."""
+
+    bins: int = 48  # band bins used (spread over the band)
+    n_sources: Union[int, Literal["auto"]] = "auto"  # signal subspace size; auto: eigenvalues above threshold
+    threshold: float = 0.1  # auto: eigenvalues above this share of the largest count as sources
+    memory_s: float = 0.25  # time constant of the covariance estimate
+
+    def validate(self, key):
+        _check(2 <= self.bins <= 4096, f"{key}.bins", "must be within 2..4096")
+        _check(self.n_sources == "auto" or self.n_sources >= 1, f"{key}.n_sources", "must be auto or >= 1")
+        _check(0 < self.threshold < 1, f"{key}.threshold", "must be within (0, 1)")
+        _check(0 <= self.memory_s <= 60, f"{key}.memory_s", "must be within 0..60 s")
+
+
+METHODS = ("srp_phat", "tf_sparse", "mvdr", "music")  # the localizers (avstream/localize)
+AUTO_METHODS = ("tf_sparse", "srp_phat")  # what method auto picks from (LocalizeConfig.resolve)
+AUTO_MAX_MICS = 4  # auto: tf_sparse on arrays of at most this many microphones, else srp_phat  # the localizers (avstream/localize); each has its options section
+
+
+@dataclass(frozen=True)
 class LocalizeConfig:
-    method: str = "srp_phat"
+    # auto | one of METHODS; a method's options are localize.<method>.*. auto: tf_sparse on arrays
+    # of up to 4 microphones (on the real two-loudspeaker ReSpeaker recordings it keeps both
+    # talkers in 89-96% of updates, SRP-PHAT in 17-37%), srp_phat on larger arrays (on
+    # pyroomacoustics scenes with 7 and 16 microphones it finds more sources than tf_sparse)
+    method: Literal[("auto",) + METHODS] = "auto"
     grid: str = "auto"  # auto (camera:BLOCK with a camera, else sphere:2562) | sphere:N | hemisphere:N | fov:H,V:COLS,ROWS | camera:BLOCK
     band: tuple[float, float] = (300.0, 6000.0)  # Hz
     update_frames: int = 4  # STFT frames per heatmap update
-    sources: int = 3  # peaks reported per update
+    sources: int = 3  # at most this many sources per update (a maximum, not a quota)
+    min_power: Optional[float] = None  # a peak is a source at or above this power (method's scale); null = the method's
+    min_relative: float = 0.3  # ... and at or above this fraction of the strongest peak
     exclusion_deg: float = 20.0  # peaks closer than this are one source
     smoothing: float = 0.0  # exponential smoothing between updates, 0..<1
     speed_of_sound: float = 343.0  # m/s
     onset_floor: Optional[float] = 0.1  # frame weight floor (precedence weighting); null = off
+    srp_phat: SrpPhatOptions = field(default_factory=SrpPhatOptions)
+    tf_sparse: TfSparseOptions = field(default_factory=TfSparseOptions)
+    mvdr: MvdrOptions = field(default_factory=MvdrOptions)
+    music: MusicOptions = field(default_factory=MusicOptions)
+
+    def resolve(self, n_mics: int) -> str:
+        """The method used on an array of ``n_mics`` microphones."""
+        if self.method != "auto":
+            return self.method
+        return "tf_sparse" if n_mics <= AUTO_MAX_MICS else "srp_phat"
+
+    def options(self, method: str) -> dict:
+        """A method's options."""
+        return dataclasses.asdict(getattr(self, method))
 
     def validate(self, key):
+        allowed = AUTO_METHODS if self.method == "auto" else (self.method,)
+        for name in METHODS:
+            section = getattr(self, name)
+            if hasattr(section, "validate"):
+                section.validate(f"{key}.{name}")
+            for f in dataclasses.fields(section):
+                _check(name in allowed or getattr(section, f.name) == f.default, f"{key}.{name}.{f.name}",
+                       f"is an option of method {name}, but the method is {self.method}")
         lo, hi = self.band
         _check(0 <= lo < hi, f"{key}.band", f"must be [low, high] Hz with low < high, got {list(self.band)}")
         _check(1 <= self.update_frames <= 1000, f"{key}.update_frames", "must be within 1..1000")
         _check(0 <= self.sources <= 64, f"{key}.sources", "must be within 0..64")
         _check(0 < self.exclusion_deg <= 180, f"{key}.exclusion_deg", "must be within (0, 180]")
+        _check(self.min_power is None or self.min_power >= 0, f"{key}.min_power", "must be >= 0 or null")
+        _check(0 <= self.min_relative <= 1, f"{key}.min_relative", "must be within 0..1")
         _check(0 <= self.smoothing < 1, f"{key}.smoothing", "must be within [0, 1)")
         _check(200 <= self.speed_of_sound <= 2000, f"{key}.speed_of_sound", "must be within 200..2000 m/s")
         _check(self.onset_floor is None or self.onset_floor > 0, f"{key}.onset_floor", "must be > 0 or null")
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """Tracking (avstream/track): sources with stable ids, ODAS SST style."""
+
+    enabled: bool = True
+    gate_deg: float = 20.0  # a peak further than this from a track's prediction is not that track's
+    measurement_deg: float = 5.0  # standard deviation of a peak's direction
+    accel_deg_s2: float = 60.0  # process noise: angular acceleration of a source
+    confirm: float = 0.8  # a track is reported (and named) once its probability reaches this
+    silence_s: float = 2.5  # a track lives through silences this long, keeping its id
+
+    def validate(self, key):
+        _check(0 < self.gate_deg <= 90, f"{key}.gate_deg", "must be within (0, 90]")
+        _check(0 < self.measurement_deg <= 45, f"{key}.measurement_deg", "must be within (0, 45]")
+        _check(0 <= self.accel_deg_s2 <= 10000, f"{key}.accel_deg_s2", "must be within 0..10000")
+        _check(0 < self.confirm < 1, f"{key}.confirm", "must be within (0, 1)")
+        _check(0 < self.silence_s <= 60, f"{key}.silence_s", "must be within (0, 60] s")
 
 
 @dataclass(frozen=True)
@@ -257,6 +360,7 @@ class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     stft: StftConfig = field(default_factory=StftConfig)
     localize: LocalizeConfig = field(default_factory=LocalizeConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     ros: RosConfig = field(default_factory=RosConfig)
     zmq: ZmqConfig = field(default_factory=ZmqConfig)
@@ -268,6 +372,7 @@ class Config:
         self.source.validate("source")
         self.stft.validate("stft")
         self.localize.validate("localize")
+        self.track.validate("track")
         self.output.validate("output")
         self.ros.validate("ros")
         self.zmq.validate("zmq")

@@ -169,9 +169,12 @@ class Heatmap:
     overlay: np.ndarray | None = None  # (height, width, 3) uint8 BGR: the map drawn on that frame
     picture: PictureMaps | None = None  # maps over the picture (array, engine, fused, mask)
     speech: float | None = None  # speech probability of the update's mono mix (speech engine)
+    tracks: list | None = None  # tracked sources (track.Track) when tracking is on
 
     def to_dict(self) -> dict:
         out = {"t": round(self.t, 4), "peaks": [p.to_dict() for p in self.peaks]}
+        if self.tracks is not None:
+            out["tracks"] = [tr.to_dict() for tr in self.tracks]
         if self.speech is not None:
             out["speech"] = round(self.speech, 3)
         if self.picture is not None:

@@ -146,15 +146,24 @@ class Pipeline:
         if lc.band[0] >= nyquist:
             raise ConfigError(f"key 'localize.band': {list(lc.band)} Hz lies above Nyquist ({nyquist:g} Hz)")
         band = (lc.band[0], min(lc.band[1], nyquist))
+        self.method = lc.resolve(self.array.n_mics)
         try:
             self.localizer = make_localizer(
-                lc.method, array=self.array, grid=self.grid, sample_rate=self.sample_rate, frame=st.frame,
+                self.method, array=self.array, grid=self.grid, sample_rate=self.sample_rate, frame=st.frame, hop=st.hop,
                 band=band, n_sources=lc.sources, exclusion_deg=lc.exclusion_deg, smoothing=lc.smoothing,
-                speed_of_sound=lc.speed_of_sound, onset_floor=lc.onset_floor)
+                speed_of_sound=lc.speed_of_sound, onset_floor=lc.onset_floor, options=lc.options(self.method),
+                min_power=lc.min_power, min_relative=lc.min_relative)
         except KeyError as exc:
             raise ConfigError(f"key 'localize.method': {exc.args[0]}") from None
-        except ValueError as exc:
-            raise ConfigError(f"key 'localize.band': {exc}") from None
+        except ValueError as exc:  # the localizer names the key
+            raise ConfigError(str(exc)) from None
+        self.tracker = None
+        if cfg.track.enabled:
+            from .track import Tracker
+
+            tc = cfg.track
+            self.tracker = Tracker(self.localizer.projection, self.localizer.radial_weight, tc.gate_deg,
+                                   tc.measurement_deg, tc.accel_deg_s2, tc.confirm, tc.silence_s)
         from .engines.stage import EngineStage
 
         self.engines = EngineStage.from_config(cfg, self.array, self.sample_rate, self.camera)
@@ -204,7 +213,8 @@ class Pipeline:
 
     # --- metadata ------------------------------------------------------------------------
     def meta(self) -> dict:
-        return {"array": self.array.describe(), "grid": self.grid.definition, "grid_spec": self.grid.spec,
+        return {"array": self.array.describe(), "method": self.method, "grid": self.grid.definition,
+                "grid_spec": self.grid.spec,
                 "grid_object": self.grid, "sample_rate": self.sample_rate, "config": to_dict(self.cfg),
                 "camera": self.camera if self.overlay is not None else None,
                 "picture": self.fusion.picture_layout() if self.fusion is not None else None,
@@ -213,7 +223,8 @@ class Pipeline:
 
     def summary(self) -> dict:
         k = self.cfg.localize.sources
-        out = {"peaks": [p.to_dict() for p in self.localizer.summary_peaks(k)], "updates": self.n_updates,
+        out = {"peaks": [p.to_dict() for p in self.localizer.summary_peaks(k)], "method": self.method,
+               "updates": self.n_updates,
                "seconds": round(self.n_samples / self.sample_rate, 4), "array": self.array.describe(),
                "dropped_blocks": self.dropped, "overflows": self.overflows,
                "input_flags": dict(self.flag_counts)}
@@ -252,6 +263,8 @@ class Pipeline:
                     self.recorder.frame(frame)
         if self.engines is not None:
             self.engines.process(hm, win)
+        if self.tracker is not None:  # after the engines: a track carries its peak's speech probability
+            hm.tracks = self.tracker.process(hm.t, hm.peaks)
         if self.fusion is not None:
             self.fusion.process(hm, self._overlay_text(hm) if self.fusion.draw else "")
         self.last_peaks = hm.peaks

@@ -17,7 +17,7 @@ REAL = DATA / "respeaker4_real"
 def real_speech(k: int, fs: int = 16000) -> np.ndarray:
     """Speech from real recording k (channel 0), cyclically shifted by k seconds so that
     simultaneous talkers do not say the same thing at the same time."""
-    files = sorted(REAL.glob("*/*.wav"))
+    files = sorted(REAL.glob("*cm/*.wav"))  # the one-loudspeaker recordings
     x, rate = sf.read(files[k % len(files)], dtype="float64")
     assert rate == fs
     s = x[:, 0] - x[:, 0].mean()

@@ -45,13 +45,16 @@ def test_two_sources_50_degrees_apart_both_found(array, kind, tmp_path):
     sig = None if kind == "noise" else [real_speech(0), real_speech(1)]
     x = room_scene(load_array(array).positions, truth, signals=sig, duration=3.0, rt60=0.3, snr_db=10.0, seed=3)
     wav = write_wav(tmp_path / "two.wav", x)
-    _, summary = locate_file(wav, array, **{"localize.sources": 2})
+    # SRP-PHAT: the default on larger arrays. On the 4-mic array the default is tf_sparse (chosen
+    # on the real two-loudspeaker recordings, tests/test_sources.py), which in this simulated
+    # room puts the 70-degree talker at 61 and leaves it out of the summary: README, "Methods"
+    _, summary = locate_file(wav, array, **{"localize.sources": 2, "localize.method": "srp_phat"})
     errs = match_errors(summary["peaks"], truth)
     assert max(errs) <= 10.0, (summary["peaks"], errs)
 
 
 @pytest.mark.skipif(not REAL.exists(), reason="real recordings not present")
-@pytest.mark.parametrize("wav", sorted(str(p.relative_to(REAL)) for p in REAL.glob("*/*.wav")))
+@pytest.mark.parametrize("wav", sorted(line.split(",")[0] for line in (REAL / "ground_truth.csv").read_text().splitlines()[1:]))
 def test_real_respeaker_recordings(wav, real_array):
     """Real recordings, one loudspeaker at azimuth 180, elevation 20 (50, 150, 250 cm)."""
     truth = {}
@@ -127,8 +130,10 @@ def test_a_source_is_never_reported_twice_on_a_planar_array(tmp_path):
 
     a = load_array("respeaker_4mic_hat")
     x = room_scene(a.positions, [60.0, -150.0], [15.0, 25.0], duration=3.0, rt60=0.3, snr_db=20.0, seed=1)
+    # SRP-PHAT's ridge is the case in point; tf_sparse never reports one twice here either, but
+    # its summary is 5.9 degrees off in this room (README, "Methods")
     sink, summary = locate_file(write_wav(tmp_path / "one.wav", x), "respeaker_4mic_hat",
-                                **{"localize.sources": 2, "localize.band": [300, 3500]})
+                                **{"localize.sources": 2, "localize.band": [300, 3500], "localize.method": "srp_phat"})
     twice = 0
     for h in sink.maps:
         az = [p.azimuth_deg for p in h.peaks]

@@ -181,7 +181,8 @@ def test_engine_topics_in_mcap(engine_file, tmp_path):
     assert (seg.encoding, seg.height, seg.width) == ("mono8", 24, 32)
     assert set(np.unique(np.frombuffer(bytes(seg.data), np.uint8))) <= {0, 255}
     arrows = topics["/avstream/markers"][-1].ros_msg.markers[1:]  # after the DELETEALL
-    assert arrows and all(m.text.startswith("power ") and " speech " in m.text for m in arrows)
+    # one arrow per track, labelled with its id
+    assert arrows and all(m.text.startswith(f"#{m.id} power ") and " speech " in m.text for m in arrows)
 
 
 def test_engine_topics_on_zeromq(engine_file, tmp_path):

@@ -7,7 +7,31 @@ from numba import njit
 
 
 @njit(cache=True)
-def pick_peaks(values, neighbors, directions, projection, chord2, out_idx, work):
+def seen_distance2(a, b, projection, radial_weight):
+    """Squared distance between unit directions a and b as the array tells them apart.
+
+    Both are projected (``projection``: the identity for a 3-D array, the plane for a planar
+    one); the difference's part along the projections' mean direction (radial: a change of
+    elevation, which a planar array hardly hears) counts ``radial_weight`` times, the rest
+    (a change of azimuth, shrinking toward the array's normal as a planar array's azimuth
+    resolution does) fully.
+    """
+    pa = projection @ a
+    pb = projection @ b
+    diff = pa - pb
+    d2 = diff[0] * diff[0] + diff[1] * diff[1] + diff[2] * diff[2]
+    if radial_weight >= 1.0:
+        return d2
+    r = pa + pb
+    n = np.sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2])
+    if n < 1e-9:
+        return d2
+    along = (diff[0] * r[0] + diff[1] * r[1] + diff[2] * r[2]) / n
+    return d2 - (1.0 - radial_weight) * along * along
+
+
+@njit(cache=True)
+def pick_peaks(values, neighbors, directions, projection, chord2, out_idx, work, radial_weight=1.0):
     """Local maxima of ``values`` in descending order, none closer than the exclusion angle.
 
     Parameters
@@ -24,6 +48,9 @@ def pick_peaks(values, neighbors, directions, projection, chord2, out_idx, work)
     chord2 : float
         Squared exclusion distance, (2 sin(radius / 2))^2: a peak nearer than this to an
         accepted one is the same source seen twice and is dropped.
+    radial_weight : float
+        Weight of the projections' radial difference (see ``seen_distance2``): below 1 on a
+        planar array, whose peaks wander along their elevation ridge.
     out_idx : ndarray (K,) int64
         Receives the indices of up to K peaks.
     work : ndarray (D,) int64
@@ -66,13 +93,7 @@ def pick_peaks(values, neighbors, directions, projection, chord2, out_idx, work)
         ok = True
         for q in range(n_out):
             e = out_idx[q]
-            dist2 = 0.0
-            for i in range(3):
-                diff = 0.0
-                for j in range(3):
-                    diff += projection[i, j] * (directions[d, j] - directions[e, j])
-                dist2 += diff * diff
-            if dist2 < chord2:
+            if seen_distance2(directions[d], directions[e], projection, radial_weight) < chord2:
                 ok = False
                 break
         if ok:

@@ -34,6 +34,9 @@ def make_localizer(method: str, **kwargs) -> "Localizer":
     return LOCALIZERS[method](**kwargs)
 
 
+RADIAL_WEIGHT = 0.1  # planar arrays: weight of an elevation change in the distance between sources
+
+
 class Localizer:
     """Base of all localization methods.
 
@@ -44,41 +47,59 @@ class Localizer:
     sample_rate : float
     frame : int
         STFT frame length (the spectra have frame // 2 + 1 bins).
+    hop : int or None
+        STFT hop (default frame // 2): methods with a memory in seconds need it.
     band : (float, float)
         Frequencies used, Hz.
     n_sources : int
-        Peaks reported per update.
+        At most this many peaks are reported per update: a maximum, not a quota.
+    min_power : float or None
+        A peak is a source only at or above this power, on the method's own scale (each
+        method documents its scale and sets ``min_power`` from measurements on noise and on
+        one-source recordings); None takes the method's.
+    min_relative : float
+        ... and at or above this fraction of the strongest peak's power.
     exclusion_deg : float
-        Two peaks closer than this are one source (for a planar array, measured between the
-        directions' projections on its plane: see kernels.peaks.pick_peaks).
+        Two peaks closer than this are one source (for a planar array, measured mostly across
+        its elevation ridges: see kernels.peaks.seen_distance2).
     smoothing : float
         Exponential smoothing of the map between updates, 0 (none) to <1.
     speed_of_sound : float
     onset_floor : float or None
         Weight frames by ``onset_floor + rise in band energy`` (see kernels.weighting); None
         weighs all frames alike.
+    options : dict
+        The method's own options (``localize.<method>.<option>`` in the configuration).
     """
 
     name = "base"
+    min_power = 0.0  # each method's documented evidence threshold (see ``peaks``)
+    min_contrast = 0.0  # ... or, for maps with a zero floor, a peak must stand this many times above the map's mean
 
-    def __init__(self, array, grid, sample_rate, frame, band=(300.0, 3500.0), n_sources=3,
-                 exclusion_deg=20.0, smoothing=0.0, speed_of_sound=343.0, onset_floor=0.1):
+    def __init__(self, array, grid, sample_rate, frame, band=(300.0, 3500.0), hop=None, n_sources=3,
+                 exclusion_deg=20.0, smoothing=0.0, speed_of_sound=343.0, onset_floor=0.1, options=None,
+                 min_power=None, min_relative=0.3):
         self.array, self.grid = array, grid
         self.sample_rate, self.frame = float(sample_rate), int(frame)
+        self.hop = int(hop) if hop else self.frame // 2
         self.c = float(speed_of_sound)
         freqs = np.arange(frame // 2 + 1) * self.sample_rate / frame
         self.lo = int(np.searchsorted(freqs, band[0]))
         self.hi = int(np.searchsorted(freqs, band[1], side="right"))
         if self.hi - self.lo < 1:
-            raise ValueError(f"band {band} Hz holds no STFT bin at {sample_rate:g} Hz, frame {frame}")
+            raise ValueError(f"key 'localize.band': {list(band)} Hz holds no STFT bin at {sample_rate:g} Hz, frame {frame}")
         self.band_freqs = freqs[self.lo:self.hi]
         self.n_sources = int(n_sources)
+        if min_power is not None:
+            self.min_power = float(min_power)
+        self.min_relative = float(min_relative)
         self.chord2 = float((2.0 * np.sin(np.deg2rad(exclusion_deg) / 2.0)) ** 2)
         if array.planar:
             normal = array.facing.reshape(3, 1)
             self.projection = np.eye(3) - normal @ normal.T
         else:
             self.projection = np.eye(3)
+        self.radial_weight = RADIAL_WEIGHT if array.planar else 1.0
         self.smoothing = float(smoothing)
         self.restrict = grid.half_space is not None
         self.half_space = grid.half_space if self.restrict else np.array([0.0, 0.0, 1.0])
@@ -101,11 +122,11 @@ class Localizer:
         self._energy_history = np.zeros(n_ref + 1)
         self._weights = np.zeros(64, dtype=np.float32)
         self._blind = None if grid.valid is None else np.flatnonzero(~grid.valid)  # cells that see nothing
-        self._configure()
+        self._configure(**(options or {}))
 
     # --- hooks --------------------------------------------------------------------------
-    def _configure(self):
-        """Allocate everything the method needs; called once."""
+    def _configure(self, **options):
+        """Take the method's options (``localize.<method>.*``), allocate what it needs; called once."""
 
     def _accumulate(self, frames: np.ndarray, weights: np.ndarray):
         raise NotImplementedError
@@ -158,15 +179,22 @@ class Localizer:
         return Heatmap(current.copy(), t, stamp, seq, peaks, set(flags))
 
     def peaks(self, values: np.ndarray, k: int) -> list:
-        """Up to k peaks of a map, strongest first, refined off the grid; power <= 0 is no source."""
+        """Up to k peaks of a map, strongest first, refined off the grid: only those with the
+        evidence of a source (power at least ``min_power`` and ``min_relative`` times the
+        strongest's, and ``min_contrast`` times the map's mean), so a one-source scene
+        reports one and silence none."""
         if k > len(self._peak_idx):
             self._peak_idx = np.zeros(k, dtype=np.int64)
             self._peak_out = np.zeros((k, 3))
         n = pick_peaks(values, self.grid.neighbors, self.grid.directions, self.projection, self.chord2,
-                       self._peak_idx[:k], self._work_idx)
+                       self._peak_idx[:k], self._work_idx, self.radial_weight)
         n = refine_peaks(values, self.grid.neighbors, self.grid.directions, self._peak_idx, n, self._max_shift,
                          self._normal, self._u, self._peak_out)
-        return [Peak(float(a), float(e), float(p)) for a, e, p in self._peak_out[:n]]
+        if n == 0:
+            return []
+        floor = max(self.min_power, self.min_relative * float(self._peak_out[0, 2]), 1e-12,
+                    self.min_contrast * float(values.mean()))
+        return [Peak(float(a), float(e), float(p)) for a, e, p in self._peak_out[:n] if p >= floor]
 
     def summary_peaks(self, k: int) -> list:
         """The k dominant sources over everything processed so far.

@@ -8,8 +8,9 @@ produced by rosbags' type store for the chosen distro, so they equal what rmw_cy
   per cell of a fov grid; a sphere grid resampled to an equirectangular image.
 - ``sources``: geometry_msgs/PoseArray, one pose per source at unit distance along its
   direction in the array frame, oriented along it (the pose's x axis points at the source).
-- ``markers``: visualization_msgs/MarkerArray, one arrow per source, length and colour by power;
-  its text says the power and, with the speech engine, the source's speech probability.
+- ``markers``: visualization_msgs/MarkerArray, one arrow per tracked source (marker id = track
+  id; per peak when tracking is off), length and colour by power; its text says "#id", the
+  power and, with the speech engine, the source's speech probability.
 - ``/diagnostics``: diagnostic_msgs/DiagnosticArray.
 - with an audio-visual engine: ``engine_heatmap``, sensor_msgs/Image 32FC1 over the picture
   (the engine's map, rows x cols cells over the whole picture), and ``segmentation``,
@@ -168,19 +169,22 @@ class RosFormatter:
             color=T["std_msgs/msg/ColorRGBA"](r=0.0, g=0.0, b=0.0, a=0.0),
             lifetime=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=0), frame_locked=False, points=[],
             colors=[], text="", mesh_resource="", mesh_use_embedded_materials=False), header)]
-        for k, p in enumerate(heatmap.peaks):
+        # one arrow per track (its marker id is the track's id) or, without tracking, per peak
+        shown = heatmap.tracks if heatmap.tracks is not None else heatmap.peaks
+        for k, p in enumerate(shown):
             u = to_unit(p.azimuth_deg, p.elevation_deg)
             qx, qy, qz, qw = quaternion_x_to(u)
             power = float(np.clip(p.power, 0.0, 1.0))
+            label = f"#{p.id} " if heatmap.tracks is not None else ""
             fields = dict(
-                header=header, ns="avstream", id=k + 1, type=0, action=0,
+                header=header, ns="avstream", id=p.id if heatmap.tracks is not None else k + 1, type=0, action=0,
                 pose=T["geometry_msgs/msg/Pose"](
                     position=origin, orientation=T["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw)),
                 scale=T["geometry_msgs/msg/Vector3"](x=0.2 + 0.8 * power, y=0.03, z=0.03),
                 color=T["std_msgs/msg/ColorRGBA"](r=power, g=0.2, b=1.0 - power, a=1.0),
                 lifetime=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=500_000_000),
                 frame_locked=False, points=[], colors=[],
-                text=f"power {p.power:.2f}" + (f" speech {p.speech:.2f}" if p.speech is not None else ""),
+                text=label + f"power {p.power:.2f}" + (f" speech {p.speech:.2f}" if p.speech is not None else ""),
                 mesh_resource="",
                 mesh_use_embedded_materials=False)
             markers.append(self._marker(fields, header))

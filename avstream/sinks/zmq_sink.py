@@ -8,8 +8,10 @@ Wire format (one message per update)::
 
 The header holds ``stamp`` (capture time of the first sample, UNIX seconds), ``t`` (seconds from
 the stream start), ``seq``, ``frame_id``, ``dtype`` ("<f4"), ``shape`` ([rows, cols]), ``grid``
-(geometry.grids.ImageLayout.definition: pixel -> direction), ``sources`` (azimuth_deg,
-elevation_deg, power) and ``flags``. Send high-water marks are small, so a slow or dead
+(geometry.grids.ImageLayout.definition: pixel -> direction), ``sources`` (this update's peaks:
+azimuth_deg, elevation_deg, power), ``tracks`` (the tracked sources: id, azimuth_deg,
+elevation_deg, power, velocity_deg_s, age_s, probability, silent_s; empty when tracking is
+off) and ``flags``. Send high-water marks are small, so a slow or dead
 subscriber loses messages instead of slowing the pipeline (PUB never blocks).
 
 With a camera, a second message per update carries the overlay picture (the map drawn on the
@@ -134,6 +136,7 @@ class ZmqSink(Sink):
         header = {"stamp": heatmap.stamp, "t": heatmap.t, "seq": heatmap.seq, "frame_id": self.frame_id,
                   "dtype": "<f4", "shape": [self.layout.rows, self.layout.cols], "grid": self.layout.definition,
                   "sources": [p.to_dict() for p in heatmap.peaks], "flags": sorted(heatmap.flags),
+                  "tracks": [tr.to_dict() for tr in heatmap.tracks or []],
                   "speech": heatmap.speech}
         if heatmap.picture is not None:
             header["pixels"] = heatmap.picture.pixels

@@ -1,0 +1,2 @@
+"""Tracking: per-update peaks become sources with stable ids (see tracker.Tracker)."""
+from .tracker import Tracker  # noqa: F401
