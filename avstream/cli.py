@@ -51,7 +51,12 @@ def _add_common(p, grid_default=None):
                                   "hemisphere:N (z >= 0), fov:H,V:COLS,ROWS (azimuth/elevation rectangle "
                                   "centred on +x) or camera:BLOCK (one cell per BLOCK-pixel block of the camera "
                                   "picture); default: camera:10 with a camera, else sphere:2562")
-    p.add_argument("--sources", type=int, help="sources reported per update (default 3)")
+    p.add_argument("--method", help="localization method: auto (default: tf_sparse on arrays of up to 4 "
+                                    "microphones, srp_phat on larger ones), srp_phat, tf_sparse, mvdr or music; "
+                                    "options with --set localize.<method>.<option>=VALUE (README, Methods)")
+    p.add_argument("--sources", type=int, help="at most this many sources per update (default 3): a peak is "
+                                               "reported only with the evidence of a source")
+    p.add_argument("--no-tracking", action="store_true", help="report the peaks of each update only, no tracks")
     p.add_argument("--band", help="band LO,HI in Hz (default 300,6000)")
     p.add_argument("--frame", type=int, help="STFT frame in samples (default 512)")
     p.add_argument("--hop", type=int, help="STFT hop in samples (default 256)")
@@ -150,9 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Times avstream and, when installed, pyroomacoustics and acoular on the "
                                        "same scenes in one run; prints ms per update, updates/s, angular error "
                                        "and avstream's speed-up over each peer.")
-    bench.add_argument("--workloads", default="W1,W2,W3,P,E",
-                       help="comma-separated subset of W1,W2,W3 (localization), P (publishing cost) and E (learned "
-                            "engines, needs torch)")
+    bench.add_argument("--workloads", default="W1,W2,W3,W4,P,E",
+                       help="comma-separated subset of W1,W2,W3 (localization), W4 (three talkers on a 4-mic "
+                            "array, every method), P (publishing cost) and E (learned engines, needs torch)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
     bench.add_argument("--no-peers", action="store_true", help="avstream only")
 
@@ -287,8 +292,12 @@ def _overrides(args, command) -> dict:
         o["array"] = args.array
     if args.grid:
         o["localize.grid"] = args.grid
+    if args.method:
+        o["localize.method"] = args.method
     if args.sources is not None:
         o["localize.sources"] = args.sources
+    if args.no_tracking:
+        o["track.enabled"] = False
     if args.band:
         try:
             lo, hi = (float(v) for v in args.band.split(","))

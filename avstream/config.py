@@ -275,6 +275,7 @@ class QosConfig:
     heatmap: TopicQos = field(default_factory=TopicQos)
     sources: TopicQos = field(default_factory=TopicQos)
     markers: TopicQos = field(default_factory=TopicQos)
+    tracks: TopicQos = field(default_factory=TopicQos)
     diagnostics: TopicQos = field(default_factory=TopicQos)
     overlay: TopicQos = field(default_factory=TopicQos)
     camera_info: TopicQos = field(default_factory=TopicQos)

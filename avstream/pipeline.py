@@ -158,6 +158,7 @@ class Pipeline:
         except ValueError as exc:  # the localizer names the key
             raise ConfigError(str(exc)) from None
         self.tracker = None
+        self.track_log: dict = {}  # track id -> first and last detection, last direction (the summary)
         if cfg.track.enabled:
             from .track import Tracker
 
@@ -228,6 +229,8 @@ class Pipeline:
                "seconds": round(self.n_samples / self.sample_rate, 4), "array": self.array.describe(),
                "dropped_blocks": self.dropped, "overflows": self.overflows,
                "input_flags": dict(self.flag_counts)}
+        if self.tracker is not None:
+            out["tracks"] = list(self.track_log.values())
         if self.video is not None:
             out["video"] = self.video.counters()
         if self.engines is not None:
@@ -265,6 +268,11 @@ class Pipeline:
             self.engines.process(hm, win)
         if self.tracker is not None:  # after the engines: a track carries its peak's speech probability
             hm.tracks = self.tracker.process(hm.t, hm.peaks)
+            for tr in hm.tracks:
+                seen = self.track_log.setdefault(tr.id, {"id": tr.id, "first_s": round(hm.t, 3)})
+                if tr.silent_s == 0.0:
+                    seen.update(last_s=round(hm.t, 3), azimuth_deg=round(tr.azimuth_deg, 2),
+                                elevation_deg=round(tr.elevation_deg, 2))
         if self.fusion is not None:
             self.fusion.process(hm, self._overlay_text(hm) if self.fusion.draw else "")
         self.last_peaks = hm.peaks

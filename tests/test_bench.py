@@ -14,6 +14,17 @@ def test_bench_prints_table_avstream_only():
     assert all("avstream" in r for r in rows)
 
 
+def test_bench_every_method_on_three_talkers():
+    """W4: a row per avstream method, each with its recall of the three talkers (0..1)."""
+    p = run_cli("bench", "--quick", "--no-peers", "--workloads", "W4", timeout=600)
+    assert p.returncode == 0, p.stderr
+    rows = [line.split("|") for line in p.stdout.splitlines() if line.startswith("| avstream ")]
+    assert sorted(r[1].strip() for r in rows) == sorted(f"avstream {m}" for m in ("srp_phat", "tf_sparse", "mvdr",
+                                                                                  "music"))
+    for r in rows:
+        assert float(r[2]) > 0 and 0 <= float(r[4]) <= 1 and 0 <= float(r[5]) <= 1
+
+
 def test_bench_publishing_rows():
     p = run_cli("bench", "--quick", "--workloads", "P", timeout=600)
     assert p.returncode == 0, p.stderr

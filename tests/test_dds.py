@@ -13,7 +13,7 @@ pytest.importorskip("cyclonedds")
 pytest.importorskip("rosbags")
 
 TOPICS = {"/avstream/heatmap": "sensor_msgs/msg/Image", "/avstream/sources": "geometry_msgs/msg/PoseArray",
-          "/avstream/markers": "visualization_msgs/msg/MarkerArray",
+          "/avstream/markers": "visualization_msgs/msg/MarkerArray", "/avstream/tracks": "vision_msgs/msg/Detection3DArray",
           "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
 
 READER = r"""
@@ -63,9 +63,9 @@ def test_dds_reader_in_another_process(tmp_path):
     data = pickle.load(open(out, "rb"))
     got = data["got"]
 
-    from rosbags.typesys import Stores, get_typestore
+    from avstream.sinks.ros_format import typestore
 
-    ts = get_typestore(Stores.ROS2_JAZZY)
+    ts = typestore("jazzy")  # rosbags' Jazzy store, plus vision_msgs registered from its message text
     for topic, typename in TOPICS.items():
         assert got[topic], f"nothing received on {topic}"
         for raw in got[topic]:
@@ -98,6 +98,16 @@ def test_dds_reader_in_another_process(tmp_path):
     poses = ts.deserialize_cdr(got["/avstream/sources"][-1], "geometry_msgs/msg/PoseArray")
     for pose in poses.poses:
         assert abs(np.linalg.norm([pose.position.x, pose.position.y, pose.position.z]) - 1) < 1e-9
+    # tracks: the demo's talker and noise source, named by stable ids
+    tracks = [ts.deserialize_cdr(raw, "vision_msgs/msg/Detection3DArray") for raw in got["/avstream/tracks"]]
+    ids = {d.id for m in tracks for d in m.detections}
+    assert "1" in ids and all(i.isdigit() for i in ids), ids
+    for m in tracks:
+        for d in m.detections:
+            p = d.results[0].pose.pose.position
+            assert abs(np.linalg.norm([p.x, p.y, p.z]) - 1) < 1e-9 and d.results[0].hypothesis.class_id in ("speech",
+                                                                                                            "sound")
+            assert 0 < d.results[0].hypothesis.score <= 1 and d.header.frame_id == "mic_array"
     diag = ts.deserialize_cdr(got["/diagnostics"][-1], "diagnostic_msgs/msg/DiagnosticArray")
     keys = {kv.key: kv.value for kv in diag.status[0].values}
     assert diag.status[0].level == 0 and keys["dropped_blocks"] == "0" and int(keys["updates"]) > 0

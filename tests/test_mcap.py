@@ -43,7 +43,12 @@ def test_mcap_reads_back_message_for_message(tmp_path, grid):
     path, keep, pipe = record(tmp_path, grid)
     topics = by_topic(path)
     assert set(topics) == {"/avstream/heatmap", "/avstream/sources", "/avstream/markers", "/diagnostics",
-                           "/avstream/overlay", "/avstream/camera_info"}
+                           "/avstream/overlay", "/avstream/camera_info", "/avstream/tracks"}
+    # tracks (vision_msgs/Detection3DArray): mcap-ros2-support decodes them from the schema the
+    # file carries; the ids are the tracks' of the same update
+    for hm, tr in zip(keep.maps, topics["/avstream/tracks"]):
+        assert [d.id for d in tr.ros_msg.detections] == [str(t.id) for t in hm.tracks]
+    assert any(tr.ros_msg.detections for tr in topics["/avstream/tracks"])
     images, poses = topics["/avstream/heatmap"], topics["/avstream/sources"]
     assert len(images) == len(poses) == len(keep.maps) > 20
     assert 1 <= len(topics["/diagnostics"]) <= 3  # 1 Hz over 1.5 s
@@ -95,7 +100,8 @@ def test_no_camera_no_camera_topics(tmp_path):
     path = tmp_path / "rec.mcap"
     cfg = load_config(None, {"duration": 0.5, "camera.source": "none"})
     Pipeline(cfg, [McapSink(path)]).run_sync()
-    assert set(by_topic(path)) == {"/avstream/heatmap", "/avstream/sources", "/avstream/markers", "/diagnostics"}
+    assert set(by_topic(path)) == {"/avstream/heatmap", "/avstream/sources", "/avstream/markers", "/diagnostics",
+                                   "/avstream/tracks"}
 
 
 def test_mcap_cdr_decodes_with_rosbags(tmp_path):

@@ -8,10 +8,12 @@ this path is not exercised by the test suite.
 from __future__ import annotations
 
 import importlib
+import logging
 
 from .base import Sink
 from .ros_format import RosFormatter
 
+log = logging.getLogger(__name__)
 
 
 def _msg_class(typename):
@@ -35,11 +37,18 @@ class RclpySink(Sink):
                                  durability=DurabilityPolicy.VOLATILE,
                                  reliability=ReliabilityPolicy.BEST_EFFORT if q and q.reliability == "best_effort"
                                  else ReliabilityPolicy.RELIABLE)
-            self._pubs[topic] = self.node.create_publisher(_msg_class(typename), topic, profile)
+            try:
+                cls = _msg_class(typename)
+            except ImportError:
+                log.warning("%s: %s is not installed (e.g. ros-<distro>-vision-msgs); topic not published", topic,
+                            typename.split("/")[0])
+                continue
+            self._pubs[topic] = self.node.create_publisher(cls, topic, profile)
 
     def write(self, heatmap):
         for m in self.fmt.messages(heatmap):
-            self._pubs[m.topic].publish(m.cdr)
+            if m.topic in self._pubs:
+                self._pubs[m.topic].publish(m.cdr)
 
     def close(self, summary):
         for p in self._pubs.values():

@@ -8,6 +8,13 @@ produced by rosbags' type store for the chosen distro, so they equal what rmw_cy
   per cell of a fov grid; a sphere grid resampled to an equirectangular image.
 - ``sources``: geometry_msgs/PoseArray, one pose per source at unit distance along its
   direction in the array frame, oriented along it (the pose's x axis points at the source).
+- ``tracks``: vision_msgs/Detection3DArray, one detection per tracked source: ``id`` the track
+  id (a string, as the message has it), one hypothesis with ``class_id`` "speech" (speech
+  probability at least 0.5) or "sound" and ``score`` the track's probability, its pose at unit
+  distance along the direction (x axis toward the source) with the measurement variance on the
+  position's diagonal, ``bbox.center`` the same pose. vision_msgs because it is the message
+  ROS 2 perception stacks already consume for detections with ids (odas_ros has its own type,
+  which nothing else reads); ``ros2 topic echo`` needs the ros-<distro>-vision-msgs package.
 - ``markers``: visualization_msgs/MarkerArray, one arrow per tracked source (marker id = track
   id; per peak when tracking is off), length and colour by power; its text says "#id", the
   power and, with the speech engine, the source's speech probability.
@@ -32,6 +39,19 @@ from ..geometry.grids import ImageLayout, to_unit
 
 IMAGE = "sensor_msgs/msg/Image"
 POSE_ARRAY = "geometry_msgs/msg/PoseArray"
+TRACKS = "vision_msgs/msg/Detection3DArray"
+
+# vision_msgs (ROS 2, 4.x: Humble to Kilted) is not in rosbags' stores: its definitions, registered
+# from their text, give the same CDR layout and RIHS01 hash as the ROS 2 package
+VISION_MSGS = {
+    "vision_msgs/msg/ObjectHypothesis": "string class_id\nfloat64 score\n",
+    "vision_msgs/msg/ObjectHypothesisWithPose": "vision_msgs/ObjectHypothesis hypothesis\n"
+                                                "geometry_msgs/PoseWithCovariance pose\n",
+    "vision_msgs/msg/BoundingBox3D": "geometry_msgs/Pose center\ngeometry_msgs/Vector3 size\n",
+    "vision_msgs/msg/Detection3D": "std_msgs/Header header\nvision_msgs/ObjectHypothesisWithPose[] results\n"
+                                   "vision_msgs/BoundingBox3D bbox\nstring id\n",
+    "vision_msgs/msg/Detection3DArray": "std_msgs/Header header\nvision_msgs/Detection3D[] detections\n",
+}
 MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
@@ -43,9 +63,17 @@ DIAGNOSTICS_PERIOD_S = 1.0  # /diagnostics at most this often (by capture time),
 def typestore(distro: str = "jazzy"):
     from rosbags.typesys import Stores, get_typestore
 
+    from rosbags.typesys import get_types_from_msg
+
     if distro not in DISTROS:
         raise ValueError(f"unknown ROS 2 distro '{distro}' (known: {', '.join(DISTROS)})")
-    return get_typestore(getattr(Stores, "ROS2_" + distro.upper()))
+    ts = get_typestore(getattr(Stores, "ROS2_" + distro.upper()))
+    if TRACKS not in ts.types:
+        found = {}
+        for name, text in VISION_MSGS.items():
+            found.update(get_types_from_msg(text, name))
+        ts.register(found)
+    return ts
 
 
 @dataclass(frozen=True)
@@ -91,15 +119,17 @@ class RosFormatter:
     """
 
     def __init__(self, grid, namespace="/avstream", frame_id="mic_array", distro="jazzy",
-                 sphere_resolution_deg=2.0, camera=None, camera_frame_id="camera_optical", engine=False):
+                 sphere_resolution_deg=2.0, camera=None, camera_frame_id="camera_optical", engine=False,
+                 tracks=True):
         self.ts = typestore(distro)
         self.T = self.ts.types
         self.frame_id = frame_id
         ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
         self.topics = {"heatmap": f"{ns}/heatmap", "sources": f"{ns}/sources", "markers": f"{ns}/markers",
+                       "tracks": f"{ns}/tracks",
                        "diagnostics": "/diagnostics", "overlay": f"{ns}/overlay", "camera_info": f"{ns}/camera_info",
                        "engine_heatmap": f"{ns}/engine_heatmap", "segmentation": f"{ns}/segmentation"}
-        self.engine = engine
+        self.engine, self.tracks = engine, tracks
         self.camera, self.camera_frame_id = camera, camera_frame_id
         self.layout = ImageLayout(grid, sphere_resolution_deg)
         self._last_diag = None
@@ -110,8 +140,9 @@ class RosFormatter:
         """The formatter for a run's ``Pipeline.meta()``: its grid, and its camera if it has one."""
         cam_frame = meta.get("config", {}).get("ros", {}).get("camera_frame_id", "camera_optical")
         engine = bool((meta.get("engines") or {}).get("av")) and meta.get("picture") is not None
+        tracks = bool(meta.get("config", {}).get("track", {}).get("enabled", True))
         return cls(meta["grid_object"], namespace, frame_id, distro, camera=meta.get("camera"),
-                   camera_frame_id=cam_frame, engine=engine)
+                   camera_frame_id=cam_frame, engine=engine, tracks=tracks)
 
     # --- individual messages -------------------------------------------------------------
     def _header(self, stamp_ns: int, frame_id: str | None = None):
@@ -156,6 +187,27 @@ class RosFormatter:
                 position=T["geometry_msgs/msg/Point"](x=float(u[0]), y=float(u[1]), z=float(u[2])),
                 orientation=T["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw)))
         return T[POSE_ARRAY](header=header, poses=poses)
+
+    def detections(self, heatmap, header, variance=(5.0 * np.pi / 180.0) ** 2):
+        T = self.T
+        out = []
+        for tr in heatmap.tracks or []:
+            u = to_unit(tr.azimuth_deg, tr.elevation_deg)
+            qx, qy, qz, qw = quaternion_x_to(u)
+            pose = T["geometry_msgs/msg/Pose"](
+                position=T["geometry_msgs/msg/Point"](x=float(u[0]), y=float(u[1]), z=float(u[2])),
+                orientation=T["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))
+            cov = np.zeros(36)
+            cov[[0, 7, 14]] = variance
+            speech = tr.speech is not None and tr.speech >= 0.5
+            hyp = T["vision_msgs/msg/ObjectHypothesisWithPose"](
+                hypothesis=T["vision_msgs/msg/ObjectHypothesis"](class_id="speech" if speech else "sound",
+                                                                 score=float(tr.probability)),
+                pose=T["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=cov))
+            bbox = T["vision_msgs/msg/BoundingBox3D"](center=pose, size=T["geometry_msgs/msg/Vector3"](
+                x=0.0, y=0.0, z=0.0))
+            out.append(T["vision_msgs/msg/Detection3D"](header=header, results=[hyp], bbox=bbox, id=str(tr.id)))
+        return T[TRACKS](header=header, detections=out)
 
     def marker_array(self, heatmap, header):
         T = self.T
@@ -242,6 +294,9 @@ class RosFormatter:
             Message(self.topics["markers"], MARKER_ARRAY,
                     self.serialize(self.marker_array(heatmap, header), MARKER_ARRAY), ns),
         ]
+        if self.tracks:
+            out.append(Message(self.topics["tracks"], TRACKS, self.serialize(self.detections(heatmap, header), TRACKS),
+                               ns))
         if self._last_diag is None or heatmap.stamp - self._last_diag >= DIAGNOSTICS_PERIOD_S:
             self._last_diag = heatmap.stamp
             msg = self.diagnostics(header, **self.diagnostics_of(heatmap))
@@ -269,6 +324,8 @@ class RosFormatter:
     def topic_types(self) -> dict:
         """kind ("heatmap", ...) -> (ROS topic name, message type), for every topic produced."""
         types_ = {"heatmap": IMAGE, "sources": POSE_ARRAY, "markers": MARKER_ARRAY, "diagnostics": DIAGNOSTIC_ARRAY}
+        if self.tracks:
+            types_["tracks"] = TRACKS
         if self.engine:
             types_["engine_heatmap"] = IMAGE
             types_["segmentation"] = IMAGE
