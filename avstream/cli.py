@@ -91,6 +91,9 @@ def _add_run_options(p):
     p.add_argument("--duration", type=float, help="seconds to run; 0 = until stopped (default 5)")
     p.add_argument("--jsonl", help="write one JSON object per update to this file ('-' = stdout)")
     p.add_argument("--npz", help="write all heatmaps to this .npz at the end")
+    p.add_argument("--save-sources", metavar="DIR",
+                   help="write each tracked source's audio (a beam toward it) to DIR/track_<id>.wav, and "
+                        "DIR/tracks.csv with where each starts")
     p.add_argument("--record", metavar="PATH.mcap",
                      help="record every ROS 2 topic to an MCAP file (ros2 bag play and Foxglove open it)")
     p.add_argument("--no-status", action="store_true", help="no live status line")
@@ -273,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
 # `avstream run` flags that set a configuration key to their value ...
 RUN_VALUE_FLAGS = [("source", "source.kind"), ("file", "source.path"), ("device", "source.device"),
                    ("rate", "source.sample_rate"), ("format", "source.sample_format"), ("jsonl", "output.jsonl"),
-                   ("npz", "output.npz"), ("record", "output.record"), ("zmq", "zmq.endpoint"),
+                   ("npz", "output.npz"), ("save_sources", "output.sources"), ("record", "output.record"),
+                   ("zmq", "zmq.endpoint"),
                    ("zmq_secret_key", "zmq.curve_secret_key"), ("zmq_clients", "zmq.curve_clients"),
                    ("camera", "camera.source"), ("intrinsics", "camera.intrinsics"),
                    ("extrinsics", "camera.extrinsics"), ("overlay", "output.overlay")]

@@ -314,6 +314,7 @@ class ZmqConfig:
     curve_secret_key: Optional[str] = None  # server certificate (.key_secret): CURVE encryption
     curve_clients: Optional[str] = None  # folder of allowed client public keys: authentication
     overlay_quality: int = 80  # JPEG quality of the overlay picture on topic avstream/overlay; 0 = not sent
+    source_audio: bool = True  # each track's beam on topic avstream/audio/<id> (float32 PCM)
 
     def validate(self, key):
         _check(1 <= self.hwm <= 100000, f"{key}.hwm", "must be within 1..100000")
@@ -329,6 +330,7 @@ class OutputConfig:
     overlay: Optional[str] = "auto"  # video of the overlay (.mp4/.avi); auto: avstream_overlay.mp4 for the demo
     view: bool = False  # show the overlay live in a window (needs a display and OpenCV with a GUI)
     recording: Optional[str] = None  # folder: audio.wav, video.mp4, frames.csv and the calibration used
+    sources: Optional[str] = None  # folder: a WAV per track (its beam) and tracks.csv
 
     def validate(self, key):
         _check(self.record is None or self.record.endswith(".mcap"), f"{key}.record", "must be a .mcap path")

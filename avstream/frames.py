@@ -170,6 +170,8 @@ class Heatmap:
     picture: PictureMaps | None = None  # maps over the picture (array, engine, fused, mask)
     speech: float | None = None  # speech probability of the update's mono mix (speech engine)
     tracks: list | None = None  # tracked sources (track.Track) when tracking is on
+    source_audio: dict | None = None  # track id -> float32 beam samples of this update (separate/)
+    source_audio_t: float = 0.0  # stream time of their first sample
 
     def to_dict(self) -> dict:
         out = {"t": round(self.t, 4), "peaks": [p.to_dict() for p in self.peaks]}

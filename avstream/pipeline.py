@@ -168,8 +168,15 @@ class Pipeline:
         from .engines.stage import EngineStage
 
         self.engines = EngineStage.from_config(cfg, self.array, self.sample_rate, self.camera)
+        self.separate = None  # per-track audio, when a sink takes it
+        if self.tracker is not None and (cfg.output.sources or (cfg.zmq.endpoint and cfg.zmq.source_audio)):
+            from .separate import SourceAudio
+
+            self.separate = SourceAudio(self.array, self.sample_rate, st.hop * lc.update_frames,
+                                        (lc.update_frames - 1) * st.hop + st.frame, lc.speed_of_sound)
+        keep = max(self.engines.keep_samples if self.engines else 0, self.separate.keep_samples if self.separate else 0)
         self.frontend = AudioFrontEnd(self.array, self.sample_rate, st.frame, st.hop, st.window, lc.update_frames,
-                                      cfg.source.block, self.engines.keep_samples if self.engines else 0)
+                                      cfg.source.block, keep)
         # an update covers (update_frames - 1) hops plus one frame; frames pair with its middle
         self._window_s = self.frontend.window_samples / self.sample_rate
         self.fusion = None
@@ -268,6 +275,8 @@ class Pipeline:
             self.engines.process(hm, win)
         if self.tracker is not None:  # after the engines: a track carries its peak's speech probability
             hm.tracks = self.tracker.process(hm.t, hm.peaks)
+            if self.separate is not None:
+                self.separate.process(hm, win)
             for tr in hm.tracks:
                 seen = self.track_log.setdefault(tr.id, {"id": tr.id, "first_s": round(hm.t, 3)})
                 if tr.silent_s == 0.0:

@@ -19,6 +19,10 @@ def build_sinks(cfg, node=None) -> list:
         sinks.append(JsonlSink(o.jsonl))
     if o.npz:
         sinks.append(NpzSink(o.npz))
+    if o.sources:
+        from .sources_wav import SourceWavSink
+
+        sinks.append(SourceWavSink(o.sources))
     if o.record:
         from .mcap_sink import McapSink
 
@@ -28,7 +32,7 @@ def build_sinks(cfg, node=None) -> list:
 
         z = cfg.zmq
         sinks.append(ZmqSink(z.endpoint, z.hwm, z.curve_secret_key, z.curve_clients, ros.frame_id,
-                             z.overlay_quality, ros.camera_frame_id))
+                             z.overlay_quality, ros.camera_frame_id, z.source_audio))
     if node is not None:
         from .rclpy_sink import RclpySink
 

@@ -29,7 +29,18 @@ map, float32 rows x cols over the whole picture) and ``avstream/segmentation`` (
 also carries ``speech`` (the speech probability of the update, or null) and, with a camera,
 ``pixels`` (the picture map's peaks, {u, v, power}); each source has ``speech`` when known.
 
-Subscribers choose by topic prefix; ``zmq.overlay_quality: 0`` turns the overlay off.
+With tracking, each reported track's audio (its delay-and-sum beam, avstream/separate) is one
+more message per update::
+
+    frame 0  topic    b"avstream/audio/<id>\0"   (subscribe to b"avstream/audio/" for every track)
+    frame 1  header   JSON: ``stamp`` (capture time of the first sample), ``t`` (its stream
+                      time), ``seq``, ``id``, ``sample_rate``, ``dtype`` ("<f4"), ``n`` (samples),
+                      ``azimuth_deg``, ``elevation_deg``
+    frame 2  payload  float32 PCM, mono: the samples this update adds (successive messages join
+                      into one continuous signal)
+
+Subscribers choose by topic prefix; ``zmq.overlay_quality: 0`` turns the overlay off,
+``zmq.source_audio: false`` the audio.
 
 Optional CURVE encryption: the server's secret key file (from ``zmq.auth.create_certificates``)
 and, for client authentication, a folder of allowed client public key files.
@@ -47,7 +58,7 @@ from .base import Sink
 
 TOPIC_HEATMAP = b"avstream/heatmap\0"
 TOPIC_OVERLAY = b"avstream/overlay\0"
-MESSAGES_PER_UPDATE = 4  # heatmap, engine map, mask, overlay
+MESSAGES_PER_UPDATE = 4 + 8  # heatmap, engine map, mask, overlay; the audio of up to 8 tracks
 TOPIC_ENGINE = b"avstream/engine_heatmap\0"  # float32 rows x cols over the picture
 TOPIC_SEGMENTATION = b"avstream/segmentation\0"  # uint8 mask over the picture
 
@@ -90,11 +101,12 @@ class ZmqSink(Sink):
     """
 
     def __init__(self, endpoint="tcp://127.0.0.1:5556", hwm=2, curve_secret_key=None, curve_clients=None,
-                 frame_id="mic_array", overlay_quality=80, camera_frame_id="camera_optical"):
+                 frame_id="mic_array", overlay_quality=80, camera_frame_id="camera_optical", source_audio=True):
         import zmq
 
         self.endpoint, self.frame_id = endpoint, frame_id
         self.overlay_quality, self.camera_frame_id = int(overlay_quality), camera_frame_id
+        self.source_audio = bool(source_audio)
         self._auth = None
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.PUB)
@@ -128,6 +140,7 @@ class ZmqSink(Sink):
 
     def open(self, meta):
         self.layout = ImageLayout(meta["grid_object"])
+        self.sample_rate = int(meta["sample_rate"])
 
     def write(self, heatmap):
         import zmq
@@ -152,6 +165,26 @@ class ZmqSink(Sink):
                     self._send_raster(topic, heatmap, raster)
         if heatmap.overlay is not None and self.overlay_quality > 0:
             self._send_overlay(heatmap)
+        if self.source_audio and heatmap.source_audio:
+            self._send_audio(heatmap)
+
+    def _send_audio(self, heatmap):
+        import zmq
+
+        stamp = heatmap.stamp + (heatmap.source_audio_t - heatmap.t)
+        where = {tr.id: tr for tr in heatmap.tracks or []}
+        for tid, x in heatmap.source_audio.items():
+            tr = where.get(tid)
+            header = {"stamp": stamp, "t": heatmap.source_audio_t, "seq": heatmap.seq, "id": tid,
+                      "sample_rate": self.sample_rate, "dtype": "<f4", "n": int(len(x)),
+                      "azimuth_deg": None if tr is None else round(tr.azimuth_deg, 2),
+                      "elevation_deg": None if tr is None else round(tr.elevation_deg, 2)}
+            try:
+                self.sock.send_multipart([b"avstream/audio/%d\0" % tid, json.dumps(header).encode(),
+                                          np.ascontiguousarray(x, dtype="<f4").tobytes()], flags=zmq.NOBLOCK)
+                self.sent += 1
+            except zmq.Again:
+                pass
 
     def _send_raster(self, topic, heatmap, raster):
         import zmq
