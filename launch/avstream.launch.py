@@ -25,8 +25,11 @@ ARGUMENTS = [
      "/dev/videoN, a video file, an rtsp:// URL or a GStreamer pipeline ending in appsink"),
     ("intrinsics", "camera.intrinsics", "", "Camera calibration YAML (ROS camera_calibration format); empty = default"),
     ("extrinsics", "camera.extrinsics", "", "Array-to-camera extrinsics YAML; empty = default"),
-    ("sources", "localize.sources", "3", "Sources reported per update"),
-    ("namespace", "ros.namespace", "/avstream", "Topic namespace (heatmap, sources, markers)"),
+    ("method", "localize.method", "auto",
+     "Localization method: auto (tf_sparse on arrays of up to 4 microphones, else srp_phat), srp_phat, "
+     "tf_sparse, mvdr or music"),
+    ("sources", "localize.sources", "3", "At most this many sources per update"),
+    ("namespace", "ros.namespace", "/avstream", "Topic namespace (heatmap, sources, markers, tracks)"),
     ("frame_id", "ros.frame_id", "mic_array", "Array frame in header.frame_id"),
     ("zmq_endpoint", "zmq.endpoint", "tcp://127.0.0.1:5556", "ZeroMQ PUB endpoint for dashboards; empty = off"),
     ("record", "output.record", "", "MCAP file recording every topic; empty = off"),

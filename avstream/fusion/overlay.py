@@ -1,5 +1,6 @@
 """The acoustic camera picture: the heatmap colour-mapped and blended onto the camera frame,
-the sources marked with their power, the segmenter's mask outlined, and a one-line status.
+the sources marked with their track id and power, the segmenter's mask outlined, and a
+one-line status.
 With picture maps on the update (fusion.fuse), the fused map is the one drawn.
 
 For a camera-registered grid (``camera:BLOCK``) the map already lies on the picture: the
@@ -124,7 +125,10 @@ class Overlay:
         if fused_marks:
             for k, px in enumerate(pic.pixels):
                 self._mark(img, (int(round(px["u"])), int(round(px["v"]))), f"{k + 1}: {px['power']:.2f}")
-        for k, ((u, v), p) in enumerate(zip(self.peak_pixels(heatmap.peaks), heatmap.peaks)):
+        # the tracked sources, labelled by id (without tracking, the update's peaks by rank)
+        shown = heatmap.tracks if heatmap.tracks is not None else heatmap.peaks
+        names = [f"#{t.id}" for t in shown] if heatmap.tracks is not None else [str(k + 1) for k in range(len(shown))]
+        for k, ((u, v), p) in enumerate(zip(self.peak_pixels(shown), shown)):
             if p.power - lo < MARK_CONTRAST or (fused_marks and np.isfinite(u)):  # a ripple, or marked above
                 continue
             if not np.isfinite(u):  # out of view: an arrow on the edge, the way to turn
@@ -135,10 +139,10 @@ class Overlay:
                 cv2.arrowedLine(img, tail, tip, (255, 255, 255), 2, cv2.LINE_AA, tipLength=0.35)
                 tx = min(max(tail[0] - 30, 4), w - 130)
                 ty = min(max(tail[1] + (18 if dy < 0 else -8), 16), h - 28)
-                cv2.putText(img, f"{k + 1}: {p.power:.2f} out of view", (tx, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                cv2.putText(img, f"{names[k]}: {p.power:.2f} out of view", (tx, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                             (255, 255, 255), 1, cv2.LINE_AA)
                 continue
-            self._mark(img, (int(round(u)), int(round(v))), f"{k + 1}: {p.power:.2f}")
+            self._mark(img, (int(round(u)), int(round(v))), f"{names[k]}: {p.power:.2f}")
         if not live:
             cv2.putText(img, "no camera frame", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 255), 2, cv2.LINE_AA)
         if status_text:

@@ -63,6 +63,17 @@ class _Covariance(Localizer):
             return None
         return r / np.maximum(power, 1e-30)[:, None, None]
 
+    def _compute(self, out):
+        r = self._covariance()
+        if r is None:
+            return False
+        self._scan(r, out)
+        return True
+
+    def _scan(self, r, out):
+        """Write the map of covariance ``r`` (bins, M, M) into ``out``."""
+        raise NotImplementedError
+
     def reset(self):
         super().reset()
         self.remembered[:] = 0.0
@@ -79,17 +90,13 @@ class Mvdr(_Covariance):
         self.loading = float(loading)
         self._setup(bins, memory_s)
 
-    def _compute(self, out):
-        r = self._covariance()
-        if r is None:
-            return False
+    def _scan(self, r, out):
         m = r.shape[1]
         lam, vec = np.linalg.eigh(r + self.loading * np.eye(m)[None])
         # a^H R^-1 a = sum_n |v_n^H a|^2 / lambda_n
         projection_power(self.steer, vec / np.sqrt(lam)[:, None, :], self._power)
         share = np.mean(1.0 / np.maximum(m * self._power, 1e-12), axis=0)
         out[:] = (share - 1.0 / m) / (1.0 - 1.0 / m)
-        return True
 
 
 @register("music")
@@ -104,10 +111,7 @@ class Music(_Covariance):
         self.threshold = float(threshold)
         self._setup(bins, memory_s)
 
-    def _compute(self, out):
-        r = self._covariance()
-        if r is None:
-            return False
+    def _scan(self, r, out):
         m = r.shape[1]
         lam, vec = np.linalg.eigh(r)  # ascending
         if self.fixed is not None:
@@ -123,4 +127,3 @@ class Music(_Covariance):
         p = 1.0 / np.maximum(1.0 - self._power, 1e-9)
         p /= p.max(axis=1, keepdims=True)
         out[:] = p.mean(axis=0)
-        return True
