@@ -31,6 +31,14 @@ def seen_distance2(a, b, projection, radial_weight):
 
 
 @njit(cache=True)
+def seen_distances(a, b, projection, radial_weight, out):
+    """out[i, j] = sqrt(seen_distance2(a[i], b[j])) for unit directions a (n, 3) and b (m, 3)."""
+    for i in range(a.shape[0]):
+        for j in range(b.shape[0]):
+            out[i, j] = np.sqrt(max(0.0, seen_distance2(a[i], b[j], projection, radial_weight)))
+
+
+@njit(cache=True)
 def pick_peaks(values, neighbors, directions, projection, chord2, out_idx, work, radial_weight=1.0):
     """Local maxima of ``values`` in descending order, none closer than the exclusion angle.
 

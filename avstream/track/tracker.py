@@ -5,7 +5,8 @@ or a false detection.
 
 - Each track is a constant-velocity Kalman filter on the unit sphere: the state is the unit
   direction and its rate of change (both 3-vectors in the array frame); the direction is
-  renormalised and the velocity kept tangent after each step. Measurement noise
+  renormalised and the velocity kept tangent after each step. The noise is isotropic, so one
+  2x2 covariance serves the three axes. Measurement noise
   ``measurement_deg``; process noise an angular acceleration of ``accel_deg_s2``.
 - Association: peaks and predicted tracks are matched one to one (Hungarian, scipy) by angle,
   within ``gate_deg``, measured as the localizers' exclusion radius is (on a planar array,
@@ -63,44 +64,45 @@ def angles(u):
 
 
 class _Filter:
-    """State of one track."""
+    """State of one track: direction u, velocity v (3-vectors), and the covariance.
+
+    With isotropic process and measurement noise the constant-velocity filter is the same on
+    each axis, so one 2x2 covariance [[a, b], [b, c]] (position, position-velocity, velocity)
+    serves all three: a few scalar operations per update instead of 6x6 matrices.
+    """
 
     def __init__(self, u, t, power, var0):
-        self.x = np.concatenate([u, np.zeros(3)])
-        self.P = np.diag([var0] * 3 + [var0] * 3)
+        self.u = np.array(u, dtype=float)
+        self.v = np.zeros(3)
+        self.a, self.b, self.c = var0, 0.0, var0
         self.born = self.last = t
         self.power = power
         self.p = 0.0
         self.id = None
         self.speech = None
 
-    @property
-    def u(self):
-        return self.x[:3]
-
     def predict(self, dt, q):
-        F = np.eye(6)
-        F[:3, 3:] = dt * np.eye(3)
-        G = np.block([[dt ** 3 / 3 * np.eye(3), dt ** 2 / 2 * np.eye(3)], [dt ** 2 / 2 * np.eye(3), dt * np.eye(3)]])
-        self.x = F @ self.x
-        self.P = F @ self.P @ F.T + q * G
+        a, b, c = self.a, self.b, self.c
+        self.a = a + 2.0 * dt * b + dt * dt * c + q * dt ** 3 / 3.0
+        self.b = b + dt * c + q * dt * dt / 2.0
+        self.c = c + q * dt
+        self.u = self.u + dt * self.v
         self._normalise()
 
     def update(self, z, r):
-        H = np.hstack([np.eye(3), np.zeros((3, 3))])
-        S = H @ self.P @ H.T + r * np.eye(3)
-        K = self.P @ H.T @ np.linalg.inv(S)
-        self.x = self.x + K @ (z - H @ self.x)
-        self.P = (np.eye(6) - K @ H) @ self.P
+        s = self.a + r
+        k1, k2 = self.a / s, self.b / s
+        innovation = z - self.u
+        self.u = self.u + k1 * innovation
+        self.v = self.v + k2 * innovation
+        self.a, self.b, self.c = (1.0 - k1) * self.a, (1.0 - k1) * self.b, self.c - k2 * self.b
         self._normalise()
 
     def _normalise(self):
-        u = self.x[:3]
-        n = np.linalg.norm(u)
+        n = np.sqrt(self.u @ self.u)
         if n > 1e-9:
-            u /= n
-        v = self.x[3:]
-        v -= np.dot(v, u) * u  # the velocity stays tangent
+            self.u = self.u / n
+        self.v = self.v - (self.v @ self.u) * self.u  # the velocity stays tangent
 
 
 class Tracker:
@@ -179,10 +181,10 @@ class Tracker:
             return []
         from scipy.optimize import linear_sum_assignment
 
-        from ..kernels.peaks import seen_distance2
+        from ..kernels.peaks import seen_distances
 
-        cost = np.array([[np.sqrt(max(0.0, seen_distance2(tr.u, z, self.projection, self.radial_weight))) for z in zs]
-                         for tr in self.tracks])
+        cost = np.empty((len(self.tracks), len(zs)))
+        seen_distances(np.array([tr.u for tr in self.tracks]), np.array(zs), self.projection, self.radial_weight, cost)
         # confirmed tracks first: a new blip must not steal a known source's detection
         cost = cost + np.array([0.0 if tr.id is not None else 1e-3 for tr in self.tracks])[:, None]
         big = 1e6
@@ -190,13 +192,13 @@ class Tracker:
         return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] <= self.gate]
 
     def _out(self, tr, t):
-        u, v = tr.u, tr.x[3:]
+        u, v = tr.u, tr.v
         az, el = angles(u)
-        # azimuth and elevation rates from the tangent velocity
-        east = np.array([-np.sin(np.deg2rad(az)), np.cos(np.deg2rad(az)), 0.0])
-        north = np.cross(u, east)
-        cos_el = max(np.cos(np.deg2rad(el)), 1e-6)
-        rates = (float(np.degrees(np.dot(v, east) / cos_el)), float(np.degrees(np.dot(v, north))))
+        # azimuth and elevation rates of the tangent velocity: d(az) = (-v_x sin az + v_y cos az) / cos el,
+        # d(el) = v_z / cos el
+        a = np.deg2rad(az)
+        cos_el = max(np.sqrt(u[0] * u[0] + u[1] * u[1]), 1e-6)
+        rates = (float(np.degrees((-v[0] * np.sin(a) + v[1] * np.cos(a)) / cos_el)), float(np.degrees(v[2] / cos_el)))
         return Track(tr.id, az, el, float(tr.power), rates, t - tr.born, float(tr.p), t - tr.last, tr.speech)
 
     def reset(self):
