@@ -24,7 +24,7 @@ from avstream.pipeline import Pipeline
 pytest.importorskip("pyroomacoustics")
 pytest.importorskip("onnxruntime")
 SHIPPED = ROOT / "engines" / "avset.onnx"
-ASSOCIATION_MIN = 0.6  # measured 0.675 on these scenes; an untrained engine picks at random among 2-3 objects
+ASSOCIATION_MIN = 0.9  # measured 0.997 on these scenes; an untrained engine picks at random among 2-3 objects
 
 
 def make_set(root, first, count):
