@@ -140,7 +140,7 @@ class ZmqSink(Sink):
 
     def open(self, meta):
         self.layout = ImageLayout(meta["grid_object"])
-        self.sample_rate = int(meta["sample_rate"])
+        self.sample_rate = int(meta.get("sample_rate", 0))
 
     def write(self, heatmap):
         import zmq
