@@ -130,6 +130,7 @@ class Pipeline:
     """
 
     def __init__(self, cfg: Config, sinks=(), source=None, status=None):
+        sinks = list(sinks)
         self.cfg = cfg
         rec = open_recording(cfg)
         self.array = load_array(resolve_array(cfg, rec))
@@ -168,8 +169,8 @@ class Pipeline:
         from .engines.stage import EngineStage
 
         self.engines = EngineStage.from_config(cfg, self.array, self.sample_rate, self.camera)
-        self.separate = None  # per-track audio, when a sink takes it
-        if self.tracker is not None and (cfg.output.sources or (cfg.zmq.endpoint and cfg.zmq.source_audio)):
+        self.separate = None  # per-track audio, computed only when a sink takes it
+        if self.tracker is not None and any(s.takes_source_audio for s in sinks):
             from .separate import SourceAudio
 
             self.separate = SourceAudio(self.array, self.sample_rate, st.hop * lc.update_frames,

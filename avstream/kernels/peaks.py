@@ -16,17 +16,20 @@ def seen_distance2(a, b, projection, radial_weight):
     (a change of azimuth, shrinking toward the array's normal as a planar array's azimuth
     resolution does) fully.
     """
-    pa = projection @ a
-    pb = projection @ b
-    diff = pa - pb
-    d2 = diff[0] * diff[0] + diff[1] * diff[1] + diff[2] * diff[2]
-    if radial_weight >= 1.0:
+    # scalar loops: no temporary arrays (this runs for every candidate against every accepted peak)
+    d2 = 0.0
+    along = 0.0
+    rn = 0.0
+    for i in range(3):
+        pa = projection[i, 0] * a[0] + projection[i, 1] * a[1] + projection[i, 2] * a[2]
+        pb = projection[i, 0] * b[0] + projection[i, 1] * b[1] + projection[i, 2] * b[2]
+        diff = pa - pb
+        d2 += diff * diff
+        along += diff * (pa + pb)
+        rn += (pa + pb) * (pa + pb)
+    if radial_weight >= 1.0 or rn < 1e-18:
         return d2
-    r = pa + pb
-    n = np.sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2])
-    if n < 1e-9:
-        return d2
-    along = (diff[0] * r[0] + diff[1] * r[1] + diff[2] * r[2]) / n
+    along /= np.sqrt(rn)
     return d2 - (1.0 - radial_weight) * along * along
 
 

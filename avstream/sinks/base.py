@@ -6,6 +6,8 @@ from __future__ import annotations
 
 
 class Sink:
+    takes_source_audio = False  # True: the pipeline computes each track's audio (separate/) for it
+
     def open(self, meta: dict) -> None:
         """Called once before the first heatmap with the array, grid and configuration."""
 

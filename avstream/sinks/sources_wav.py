@@ -12,6 +12,8 @@ class SourceWavSink(Sink):
     the update it was first reported, and ``DIR/tracks.csv`` (id, start_s: stream time of the
     file's first sample, samples)."""
 
+    takes_source_audio = True
+
     def __init__(self, folder):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)

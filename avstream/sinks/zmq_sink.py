@@ -106,7 +106,7 @@ class ZmqSink(Sink):
 
         self.endpoint, self.frame_id = endpoint, frame_id
         self.overlay_quality, self.camera_frame_id = int(overlay_quality), camera_frame_id
-        self.source_audio = bool(source_audio)
+        self.source_audio = self.takes_source_audio = bool(source_audio)
         self._auth = None
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.PUB)
