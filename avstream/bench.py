@@ -56,7 +56,7 @@ WORKLOADS = {
     "W4": dict(array="respeaker_4mic_hat", grid="sphere:2562", frame=512, hop=256, update_frames=4,
                band=(300.0, 6000.0), sources=[(180.0, 20.0), (-135.0, 25.0), (-90.0, 15.0)], speech=True),
 }
-METHOD_PEERS = {"srp_phat": ["SRP"], "music": ["MUSIC", "NormMUSIC"], "tf_sparse": [], "mvdr": []}
+METHOD_PEERS = {"srp_phat": ["SRP"], "music": ["MUSIC", "NormMUSIC"], "tf_sparse": [], "mvdr": [], "clean_sc": []}
 
 
 class _Keep(Sink):
@@ -207,7 +207,7 @@ def bench_sources(w, x, truth, grid, quick):
             rows.append((f"pyroomacoustics {algo}", tp, rp, None, tp / t))
     try:
         import acoular  # noqa: F401
-        rows.append(("acoular CLEAN-SC (not run: no avstream CLEAN-SC yet)", None, None, None, None))
+        rows.append(("acoular CLEAN-SC (installed, not wired into this table yet)", None, None, None, None))
     except ImportError:
         rows.append(("acoular CLEAN-SC (not installed)", None, None, None, None))
     rows.append(("Multi_SSL DUET + SRP-PHAT (quoted, not run: about 300 ms of CPU per source per estimate)",

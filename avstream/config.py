@@ -182,7 +182,27 @@ class MusicOptions:
         _check(0 <= self.memory_s <= 60, f"{key}.memory_s", "must be within 0..60 s")
 
 
-METHODS = ("srp_phat", "tf_sparse", "mvdr", "music")  # the localizers (avstream/localize)
+@dataclass(frozen=True)
+class CleanScOptions:
+    """localize.clean_sc.*: CLEAN-SC deconvolution of the conventional beamformer's map."""
+
+    bins: int = 32  # band bins used (spread over the band)
+    iterations: int = 8  # sources removed per bin at most
+    gain: float = 0.6  # loop gain (acoular's default)
+    stop: float = 0.1  # stop when the dirty map's maximum falls below this share of the first
+    spread_deg: float = 4.0  # Gaussian spread of the clean components
+    memory_s: float = 0.25  # time constant of the covariance estimate
+
+    def validate(self, key):
+        _check(2 <= self.bins <= 4096, f"{key}.bins", "must be within 2..4096")
+        _check(1 <= self.iterations <= 64, f"{key}.iterations", "must be within 1..64")
+        _check(0 < self.gain <= 1, f"{key}.gain", "must be within (0, 1]")
+        _check(0 <= self.stop < 1, f"{key}.stop", "must be within [0, 1)")
+        _check(0.5 <= self.spread_deg <= 45, f"{key}.spread_deg", "must be within 0.5..45 degrees")
+        _check(0 <= self.memory_s <= 60, f"{key}.memory_s", "must be within 0..60 s")
+
+
+METHODS = ("srp_phat", "tf_sparse", "mvdr", "music", "clean_sc")  # the localizers (avstream/localize)
 AUTO_METHODS = ("tf_sparse", "srp_phat")  # what method auto picks from (LocalizeConfig.resolve)
 AUTO_MAX_MICS = 4  # auto: tf_sparse on arrays of at most this many microphones, else srp_phat  # the localizers (avstream/localize); each has its options section
 
@@ -208,6 +228,7 @@ class LocalizeConfig:
     tf_sparse: TfSparseOptions = field(default_factory=TfSparseOptions)
     mvdr: MvdrOptions = field(default_factory=MvdrOptions)
     music: MusicOptions = field(default_factory=MusicOptions)
+    clean_sc: CleanScOptions = field(default_factory=CleanScOptions)
 
     def resolve(self, n_mics: int) -> str:
         """The method used on an array of ``n_mics`` microphones."""

@@ -27,7 +27,7 @@ ARGUMENTS = [
     ("extrinsics", "camera.extrinsics", "", "Array-to-camera extrinsics YAML; empty = default"),
     ("method", "localize.method", "auto",
      "Localization method: auto (tf_sparse on arrays of up to 4 microphones, else srp_phat), srp_phat, "
-     "tf_sparse, mvdr or music"),
+     "tf_sparse, mvdr, music or clean_sc"),
     ("sources", "localize.sources", "3", "At most this many sources per update"),
     ("namespace", "ros.namespace", "/avstream", "Topic namespace (heatmap, sources, markers, tracks)"),
     ("frame_id", "ros.frame_id", "mic_array", "Array frame in header.frame_id"),

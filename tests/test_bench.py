@@ -21,7 +21,7 @@ def test_bench_every_method_on_three_talkers():
     assert p.returncode == 0, p.stderr
     rows = [line.split("|") for line in p.stdout.splitlines() if line.startswith("| avstream ")]
     assert sorted(r[1].strip() for r in rows) == sorted(f"avstream {m}" for m in ("srp_phat", "tf_sparse", "mvdr",
-                                                                                  "music"))
+                                                                                  "music", "clean_sc"))
     for r in rows:
         assert float(r[2]) > 0 and 0 <= float(r[4]) <= 1 and 0 <= float(r[5]) <= 1
 
