@@ -367,7 +367,8 @@ def cmd_run(args) -> int:
             ", /camera_info" if pipe.camera.model != "equirectangular" else "")
         if pipe.fusion is not None and pipe.engines is not None and pipe.engines.av is not None:
             camera += ", /engine_heatmap, /segmentation"
-        print(f"avstream: ROS 2 topics {cfg.ros.namespace}/heatmap, /sources, /markers{camera}, /diagnostics on DDS "
+        tracks = ", /tracks" if pipe.tracker is not None else ""
+        print(f"avstream: ROS 2 topics {cfg.ros.namespace}/heatmap, /sources, /markers{tracks}{camera}, /diagnostics on DDS "
               f"domain {domain_id()} ({cfg.ros.distro} types)", file=sys.stderr)
     if cfg.source.kind == "synthetic":
         scene = ", ".join(f"{s.kind} at az {s.azimuth_deg:+.0f} el {s.elevation_deg:+.0f}"
@@ -386,9 +387,14 @@ def cmd_run(args) -> int:
     summary = pipe.run_sync() if fast else pipe.run()  # Ctrl-C ends the run like the duration does
     peaks = ", ".join(f"az {p['azimuth_deg']:+.1f} el {p['elevation_deg']:+.1f} (power {p['power']:.2f})"
                       for p in summary["peaks"]) or "none"
-    print(f"avstream: {summary['updates']} updates over {summary['seconds']:.1f} s; dominant sources: {peaks}; "
-          f"dropped blocks {summary['dropped_blocks']}, input flags {summary['input_flags'] or 'none'}",
-          file=sys.stderr)
+    print(f"avstream: {summary['updates']} updates over {summary['seconds']:.1f} s ({summary['method']}); dominant "
+          f"sources: {peaks}; dropped blocks {summary['dropped_blocks']}, input flags "
+          f"{summary['input_flags'] or 'none'}", file=sys.stderr)
+    if summary.get("tracks"):
+        tracks = ", ".join(f"#{t['id']} {t['first_s']:.1f}-{t.get('last_s', t['first_s']):.1f} s"
+                           + (f" last at az {t['azimuth_deg']:+.1f} el {t['elevation_deg']:+.1f}" if "azimuth_deg" in t
+                              else "") for t in summary["tracks"])
+        print(f"avstream: tracks: {tracks}", file=sys.stderr)
     if "video" in summary:
         v = summary["video"]
         print(f"avstream: camera {v['camera']}: {v['video_frames']} frames, {v['video_dropped']} dropped, "
