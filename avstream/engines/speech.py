@@ -106,6 +106,19 @@ def to_16k(x: np.ndarray, rate: int) -> np.ndarray:
     return resample_poly(x, RATE // g, int(rate) // g, axis=-1).astype(np.float32)
 
 
+BEAM_MARGIN = 256  # samples kept before the new ones, so the circular beamforming wraps outside them
+
+
+def beams_of_new(samples: np.ndarray, new: int, positions: np.ndarray, units: np.ndarray, rate: int,
+                 speed_of_sound: float = 343.0) -> np.ndarray:
+    """Beams (n_dirs, new) of the last ``new`` samples of (n_mics, n) ``samples``, formed over
+    those and up to BEAM_MARGIN samples before them (successive updates' beams join up);
+    fewer when ``samples`` is shorter."""
+    new = min(new, samples.shape[1])
+    tail = samples[:, -min(samples.shape[1], new + BEAM_MARGIN):]
+    return delay_and_sum(tail, positions, np.atleast_2d(units), rate, speed_of_sound)[:, -new:]
+
+
 def delay_and_sum(samples: np.ndarray, positions: np.ndarray, units: np.ndarray, rate: int,
                   speed_of_sound: float = 343.0) -> np.ndarray:
     """Beams (n_dirs, n) of (n_mics, n) samples toward unit vectors ``units`` (n_dirs, 3):

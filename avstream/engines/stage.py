@@ -17,12 +17,9 @@ import numpy as np
 from ..errors import ConfigError, InputError
 from ..frames import PictureMaps
 from ..geometry.grids import to_unit
-from .speech import CHUNK, CONTEXT, RATE, SpeechDetector, delay_and_sum, to_16k
+from .speech import BEAM_MARGIN, CHUNK, CONTEXT, RATE, SpeechDetector, beams_of_new, to_16k
 
 log = logging.getLogger(__name__)
-
-BEAM_MARGIN = 256  # samples before the new ones, so the circular beamforming wraps outside them
-
 
 class EngineStage:
     """Runs the configured engines for each update (see the module docstring)."""
@@ -107,14 +104,13 @@ class EngineStage:
 
     def _speech(self, hm, x, new):
         n_src = min(len(hm.peaks), self.n_sources)
-        tail = x[:, -(new + BEAM_MARGIN):] if new + BEAM_MARGIN <= x.shape[1] else x
-        signals = np.zeros((self.speech.n_slots, tail.shape[1]), np.float32)
-        signals[0] = tail.mean(axis=0)
+        new = min(new, x.shape[1])
+        signals = np.zeros((self.speech.n_slots, new), np.float32)
+        signals[0] = x[:, -new:].mean(axis=0)
         if n_src:
             units = to_unit([p.azimuth_deg for p in hm.peaks[:n_src]], [p.elevation_deg for p in hm.peaks[:n_src]])
-            signals[1:1 + n_src] = delay_and_sum(tail, self.array.positions, np.atleast_2d(units),
-                                                 self.sample_rate, self.c)
-        new_16k = to_16k(signals[:, -new:], self.sample_rate)
+            signals[1:1 + n_src] = beams_of_new(x, new, self.array.positions, units, self.sample_rate, self.c)
+        new_16k = to_16k(signals, self.sample_rate)
         p = self.speech.process(new_16k)
         if np.isfinite(p[0]):
             hm.speech = float(p[0])

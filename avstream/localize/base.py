@@ -192,8 +192,9 @@ class Localizer:
                          self._normal, self._u, self._peak_out)
         if n == 0:
             return []
-        floor = max(self.min_power, self.min_relative * float(self._peak_out[0, 2]), 1e-12,
-                    self.min_contrast * float(values.mean()))
+        floor = max(self.min_power, self.min_relative * float(self._peak_out[0, 2]), 1e-12)
+        if self.min_contrast > 0:
+            floor = max(floor, self.min_contrast * float(values.mean()))
         return [Peak(float(a), float(e), float(p)) for a, e, p in self._peak_out[:n] if p >= floor]
 
     def summary_peaks(self, k: int) -> list:

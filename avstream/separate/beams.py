@@ -11,12 +11,9 @@ array's directivity: little on a 4-mic array below 1 kHz (README, "Not yet").
 """
 from __future__ import annotations
 
-import numpy as np
 
-from ..engines.speech import delay_and_sum
+from ..engines.speech import BEAM_MARGIN, beams_of_new
 from ..geometry.grids import to_unit
-
-MARGIN = 256  # samples before the new ones
 
 
 class SourceAudio:
@@ -36,7 +33,7 @@ class SourceAudio:
 
     def __init__(self, array, sample_rate, new_samples, window_samples, speed_of_sound=343.0):
         self.array, self.sample_rate, self.c = array, int(sample_rate), float(speed_of_sound)
-        self.keep_samples = int(new_samples) + MARGIN
+        self.keep_samples = int(new_samples) + BEAM_MARGIN
         self.window_samples = int(window_samples)
 
     def process(self, hm, win) -> None:
@@ -45,8 +42,6 @@ class SourceAudio:
             return
         new = min(win.new_samples, win.samples.shape[1])
         hm.source_audio_t = win.t + (self.window_samples - new) / self.sample_rate
-        tail = win.samples[:, -min(win.samples.shape[1], new + MARGIN):]
-        tail = np.nan_to_num(tail, nan=0.0, posinf=0.0, neginf=0.0)
-        units = np.atleast_2d(to_unit([t.azimuth_deg for t in hm.tracks], [t.elevation_deg for t in hm.tracks]))
-        beams = delay_and_sum(tail, self.array.positions, units, self.sample_rate, self.c)[:, -new:]
+        units = to_unit([t.azimuth_deg for t in hm.tracks], [t.elevation_deg for t in hm.tracks])
+        beams = beams_of_new(win.samples, new, self.array.positions, units, self.sample_rate, self.c)
         hm.source_audio = {t.id: beams[k] for k, t in enumerate(hm.tracks)}

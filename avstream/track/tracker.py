@@ -29,6 +29,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ..kernels.peaks import seen_distances
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,12 @@ class _Filter:
         self.vz -= d * self.uz
 
 
+def _weighted(gain, power, top):
+    """How much one detection adds: the update's gain for its strongest peak, less for weaker
+    ones (a reflection or a ghost beside a source must come back more often)."""
+    return gain * (min(1.0, power / top) if top > 0 else 1.0)
+
+
 class Tracker:
     """Turns each update's peaks into tracks with stable ids.
 
@@ -137,7 +146,6 @@ class Tracker:
         self.q = np.deg2rad(accel_deg_s2) ** 2
         self.confirm, self.silence_s = float(confirm), float(silence_s)
         self.hit_rate, self.miss_loss = float(hit_rate), float(miss_loss)
-        self._gain_now = 0.0
         self.tracks: list[_Filter] = []
         self._ids = itertools.count(1)
         self._t = None
@@ -147,7 +155,7 @@ class Tracker:
         dt = 0.0 if self._t is None else max(0.0, t - self._t)
         self._t = t
         # a detection's weight: 0.4 at 15.6 updates/s (64 ms), less per update at faster rates
-        self._gain_now = 1.0 - math.exp(-self.hit_rate * (dt if dt > 0 else 0.064))
+        gain = 1.0 - math.exp(-self.hit_rate * (dt if dt > 0 else 0.064))
         for tr in self.tracks:
             tr.predict(dt, self.q)
         zs = [_unit(p.azimuth_deg, p.elevation_deg) for p in peaks]
@@ -160,7 +168,7 @@ class Tracker:
             tr.last = t
             tr.power = 0.7 * tr.power + 0.3 * peaks[pi].power
             tr.speech = peaks[pi].speech
-            tr.p += (1.0 - tr.p) * self._gain(peaks[pi].power, top)
+            tr.p += (1.0 - tr.p) * _weighted(gain, peaks[pi].power, top)
             hit.add(ti)
         for ti, tr in enumerate(self.tracks):
             if ti not in hit:
@@ -169,7 +177,7 @@ class Tracker:
         for pi, z in enumerate(zs):
             if pi not in used:
                 tr = _Filter(z, t, peaks[pi].power, self.r)
-                tr.p = self._gain(peaks[pi].power, top)
+                tr.p = _weighted(gain, peaks[pi].power, top)
                 tr.speech = peaks[pi].speech
                 self.tracks.append(tr)
         # confirm, and let go of the tracks whose silence lasted too long
@@ -186,18 +194,9 @@ class Tracker:
         self.tracks = keep
         return [self._out(tr, t) for tr in sorted(self.tracks, key=lambda tr: tr.id or 0) if tr.id is not None]
 
-    def _gain(self, power, top):
-        """How much one detection adds: the update's gain for its strongest peak, less for
-        weaker ones (a reflection or a ghost beside a source must come back more often)."""
-        return self._gain_now * (min(1.0, power / top) if top > 0 else 1.0)
-
     def _associate(self, zs):
         if not zs or not self.tracks:
             return []
-        from scipy.optimize import linear_sum_assignment
-
-        from ..kernels.peaks import seen_distances
-
         cost = np.empty((len(self.tracks), len(zs)))
         seen_distances(np.array([tr.u for tr in self.tracks], dtype=float), np.array(zs, dtype=float), self.projection,
                        self.radial_weight, cost)
