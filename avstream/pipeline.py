@@ -165,7 +165,9 @@ class Pipeline:
 
             tc = cfg.track
             self.tracker = Tracker(self.localizer.projection, self.localizer.radial_weight, tc.gate_deg,
-                                   tc.measurement_deg, tc.accel_deg_s2, tc.confirm, tc.silence_s)
+                                   tc.measurement_deg, tc.accel_deg_s2, tc.confirm, tc.silence_s,
+                                   coast_s=tc.coast_s, max_speed_deg_s=tc.max_speed_deg_s,
+                                   min_age_s=tc.min_age_s)
         from .engines.stage import EngineStage
 
         self.engines = EngineStage.from_config(cfg, self.array, self.sample_rate, self.camera)

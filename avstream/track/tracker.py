@@ -15,10 +15,12 @@ or a false detection.
   it, a miss lowers it (p <- p + (1 - p) g power / strongest power of the update, with
   g = 1 - exp(-hit_rate dt) so that confirmation takes the same time, not the same number of
   updates, at any update rate; p <- p exp(-miss_loss dt)). A
-  track is reported (and gets the next integer id) once p reaches ``confirm``; a peak that
-  never comes back (a ghost, a reflection) dies unreported. A confirmed track lives through
-  silences shorter than ``silence_s`` (moving on at its last velocity: a source crossing
-  another is hidden in its peak for a while) and keeps its id; then it dies.
+  track is reported (and gets the next integer id) once p reaches ``confirm`` and it is
+  ``min_age_s`` old; a peak that never comes back (a ghost, a reflection) dies unreported. A
+  confirmed track lives through silences shorter than ``silence_s`` (moving on at its last
+  velocity, which fades with time constant ``coast_s``: a source crossing another is hidden in
+  its peak for a while, but one that went quiet stays near where it was) and keeps its id; then
+  it dies. No track turns faster than ``max_speed_deg_s``.
 
 Ids are never reused within a run.
 """
@@ -110,6 +112,16 @@ class _Filter:
         self.a, self.b, self.c = (1.0 - k1) * self.a, (1.0 - k1) * self.b, self.c - k2 * self.b
         self._normalise()
 
+    def slow(self, factor):
+        self.vx *= factor
+        self.vy *= factor
+        self.vz *= factor
+
+    def limit(self, speed):
+        v = math.sqrt(self.vx * self.vx + self.vy * self.vy + self.vz * self.vz)
+        if v > speed:
+            self.slow(speed / v)
+
     def _normalise(self):
         n = math.sqrt(self.ux * self.ux + self.uy * self.uy + self.uz * self.uz)
         if n > 1e-9:
@@ -133,12 +145,13 @@ class Tracker:
     ----------
     projection : ndarray (3, 3), radial_weight : float
         The localizer's (the array's plane and its RADIAL_WEIGHT for a planar array).
-    gate_deg, measurement_deg, accel_deg_s2, confirm, silence_s, hit_rate, miss_loss :
+    gate_deg, measurement_deg, accel_deg_s2, confirm, silence_s, hit_rate, miss_loss, coast_s,
+    max_speed_deg_s, min_age_s :
         See the module docstring.
     """
 
     def __init__(self, projection=None, radial_weight=1.0, gate_deg=20.0, measurement_deg=5.0, accel_deg_s2=60.0, confirm=0.8,
-                 silence_s=2.5, hit_rate=8.0, miss_loss=2.0):
+                 silence_s=2.5, hit_rate=8.0, miss_loss=2.0, coast_s=0.5, max_speed_deg_s=120.0, min_age_s=0.3):
         self.projection = np.eye(3) if projection is None else np.asarray(projection, float)
         self.radial_weight = float(radial_weight)
         self.gate = 2.0 * np.sin(np.deg2rad(gate_deg) / 2.0)
@@ -146,6 +159,9 @@ class Tracker:
         self.q = np.deg2rad(accel_deg_s2) ** 2
         self.confirm, self.silence_s = float(confirm), float(silence_s)
         self.hit_rate, self.miss_loss = float(hit_rate), float(miss_loss)
+        self.coast_s = float(coast_s)
+        self.min_age_s = float(min_age_s)
+        self.max_speed = np.deg2rad(max_speed_deg_s)
         self.tracks: list[_Filter] = []
         self._ids = itertools.count(1)
         self._t = None
@@ -173,6 +189,10 @@ class Tracker:
         for ti, tr in enumerate(self.tracks):
             if ti not in hit:
                 tr.p *= math.exp(-self.miss_loss * dt)
+                if self.coast_s > 0:
+                    tr.slow(math.exp(-dt / self.coast_s))
+            if self.max_speed > 0:
+                tr.limit(self.max_speed)
         used = {pi for _, pi in pairs}
         for pi, z in enumerate(zs):
             if pi not in used:
@@ -183,7 +203,7 @@ class Tracker:
         # confirm, and let go of the tracks whose silence lasted too long
         keep = []
         for tr in self.tracks:
-            if tr.id is None and tr.p >= self.confirm:
+            if tr.id is None and tr.p >= self.confirm and t - tr.born >= self.min_age_s:
                 tr.id = next(self._ids)
             silence = t - tr.last
             if tr.id is None and silence > 0.25 * self.silence_s:
