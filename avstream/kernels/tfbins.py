@@ -53,7 +53,7 @@ def group_cross_spectra(spec, lo, hi, pair_i, pair_j, pair_group, weights, white
 
 
 @njit(cache=True, fastmath=True)
-def vote_bins(cross, table, n_pairs, level, weights, min_coherence, coarse_dirs, coarse_nbrs, children, fine_dirs,
+def vote_bins(cross, table, n_pairs, level, weights, min_coherence, min_margin, coarse_dirs, coarse_nbrs, children, fine_dirs,
               resp, votes):
     """Find each bin's direction and add its weight (frame weight times level) to that fine cell.
 
@@ -111,6 +111,12 @@ def vote_bins(cross, table, n_pairs, level, weights, min_coherence, coarse_dirs,
             top = resp[k, best] * inv
             if top < min_coherence:
                 continue
+            if min_margin > 0.0:
+                mean = 0.0
+                for d in range(n_coarse):
+                    mean += resp[k, d]
+                if top - mean * inv / n_coarse < min_margin:
+                    continue
             voted += w
             # the weighted centre of the best direction and its neighbours, weighted by how
             # far each stands above the lowest of them
@@ -137,3 +143,40 @@ def vote_bins(cross, table, n_pairs, level, weights, min_coherence, coarse_dirs,
             if near >= 0:
                 votes[near] += w
     return total, voted
+
+
+@njit(cache=True)
+def bin_onsets(level, weights, reference, seen, warm_up, keep, floor, cap):
+    """Weight each bin by how far its energy rises above its own recent past (the precedence
+    effect per bin: the direct sound of a source's onset reaches the array before the room does).
+
+    level (K, F) float64 is multiplied in place by floor + clip(E / E_ref - 1, 0, cap);
+    reference (F,) float64 holds E_ref, an exponential average of past energies (factor
+    ``keep`` per frame), updated in place; zero means none yet. seen (1,) int64 counts the
+    frames behind the reference: for the first ``warm_up`` every bin gets ``floor`` alone (a
+    reference of one or two frames makes any noise look like onsets). Frames of weight 0 are
+    skipped.
+    """
+    n_frames, n_band = level.shape
+    for k in range(n_frames):
+        if weights[k] == 0.0:
+            continue
+        ready = seen[0] >= warm_up
+        seen[0] += 1
+        for f in range(n_band):
+            e = level[k, f] * level[k, f]
+            ref = reference[f]
+            if not ready:
+                level[k, f] *= floor
+                reference[f] = e if ref <= 1e-30 else keep * ref + (1.0 - keep) * e
+            elif ref > 1e-30:
+                r = e / ref - 1.0
+                if r < 0.0:
+                    r = 0.0
+                if r > cap:
+                    r = cap
+                level[k, f] *= floor + r
+                reference[f] = keep * ref + (1.0 - keep) * e
+            else:
+                level[k, f] *= floor
+                reference[f] = e

@@ -7,6 +7,15 @@ one direction explains well (coherence at least ``min_coherence``: 1 means every
 pair agrees) votes for it with its level. Two sources that SRP-PHAT blurs into one blob take
 different bins, so they stay two peaks, and a weak source keeps the bins where it dominates.
 
+Two tests keep the room out. A bin must tell directions apart: its best direction at least
+``min_margin`` above the mean of all of them (a low-frequency bin on a small array, or a bin of
+the diffuse reverberant field, fits every direction about equally and, its phases all near
+zero, best at the zenith of a planar array). And a bin's vote is weighted by how far its energy
+rises above its own recent past (``bin_onset`` + the rise, time constant ``onset_s``): the
+direct sound of an onset reaches the array before the reflections do. On pyroomacoustics rooms
+(RT60 0.3-0.7 s, 4 mics, two talkers) the two together took the tracks' recall@10 from 0.44 to
+0.76.
+
 The votes are spread by a Gaussian of ``spread_deg`` (measured in the array's plane for a
 planar array, which cannot resolve elevation well: votes for one source scatter along its
 elevation ridge and must add up) and kept with a memory of ``memory_s``: 64 ms of audio hold
@@ -21,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..geometry.arrays import baseline_groups
-from ..kernels.tfbins import group_cross_spectra, steering_table, vote_bins
+from ..kernels.tfbins import bin_onsets, group_cross_spectra, steering_table, vote_bins
 from .base import Localizer, register
 
 
@@ -67,10 +76,11 @@ def padded_lists(lists):
 @register("tf_sparse")
 class TfSparse(Localizer):
     # the share of bins falls with reverberation and noise; its ratio to the map's mean does not
-    # fall as far: sensor noise alone stands at most 1.9 times above the mean (p90), a source on
-    # real recordings 20-35 times, its one-source ghosts 3-7 (the tracker weeds those out)
-    min_contrast = 3.0
-    def _configure(self, min_coherence=0.7, spread_deg=4.0, memory_s=0.5):
+    # fall as far: with the per-bin onset weighting sensor noise alone stands at most 3.1 times
+    # above the mean (p90 2.7), a source on the real recordings a median 10-25 times (p10 5-9);
+    # its ghosts 3-7 (the tracker weeds those out)
+    min_contrast = 3.5
+    def _configure(self, min_coherence=0.7, spread_deg=4.0, memory_s=0.5, bin_onset=0.1, onset_s=0.032, min_margin=0.2):
         from scipy.spatial import cKDTree
 
         self.min_coherence = float(min_coherence)
@@ -96,6 +106,12 @@ class TfSparse(Localizer):
         self._total = 0.0
         self._memory_total = 0.0
         self._frames = 0
+        self.bin_onset = bin_onset
+        self.min_margin = float(min_margin)
+        self._bin_ref = np.zeros(n_band)
+        self._bin_keep = float(np.exp(-self.hop / self.sample_rate / onset_s))
+        self._bin_seen = np.zeros(1, dtype=np.int64)
+        self._bin_warm_up = max(4, int(round(4 * onset_s * self.sample_rate / self.hop)))  # 4 time constants
 
     def _work(self, n_frames):
         if self._cross.shape[1] != n_frames:
@@ -108,7 +124,9 @@ class TfSparse(Localizer):
         self._work(len(frames))
         group_cross_spectra(frames, self.lo, self.hi, self.pair_i, self.pair_j, self.pair_group, weights, self._white,
                             self._cross, self._level)
-        total, _ = vote_bins(self._cross, self.table, len(self.pair_i), self._level, weights, self.min_coherence,
+        if self.bin_onset is not None:
+            bin_onsets(self._level, weights, self._bin_ref, self._bin_seen, self._bin_warm_up, self._bin_keep, float(self.bin_onset), 10.0)
+        total, _ = vote_bins(self._cross, self.table, len(self.pair_i), self._level, weights, self.min_coherence, self.min_margin,
                              self.coarse, self.coarse_nbrs, self.children, self.grid.directions, self._resp,
                              self.votes)
         self._total += total
@@ -133,3 +151,5 @@ class TfSparse(Localizer):
         super().reset()
         self.memory[:] = 0.0
         self._memory_total = 0.0
+        self._bin_ref[:] = 0.0
+        self._bin_seen[:] = 0
