@@ -68,6 +68,43 @@ def test_each_track_wav_favours_its_source(two_bands, tmp_path):
     assert hi >= single + 3.0 and lo <= single - 3.0, (single, ratios)
 
 
+def test_track_audio_in_mcap_equals_the_wav(two_bands, tmp_path):
+    """--record: each track's audio is in the MCAP file as audio_common_msgs/AudioDataStamped
+    (S16LE, announced by an AudioInfo), decoded by mcap-ros2-support into the samples of the
+    same run's --save-sources WAV (to 16-bit rounding), stamped in order."""
+    import soundfile as sf
+
+    pytest.importorskip("mcap_ros2")
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    wav, _ = two_bands
+    out, rec = tmp_path / "sources", tmp_path / "rec.mcap"
+    p = run_cli("run", "--source", "file", "--file", wav, "--array", "minidsp_uma16", "--fast", "--duration", "0",
+                "--no-ros", "--no-zmq", "--no-status", "--camera", "none", "--save-sources", out, "--record", rec)
+    assert p.returncode == 0, p.stderr
+    chunks, infos, stamps = {}, [], {}
+    with open(rec, "rb") as fh:
+        for _, ch, msg, ros in make_reader(fh, decoder_factories=[DecoderFactory()]).iter_decoded_messages(
+                topics=None):
+            if ch.topic == "/avstream/audio/info":
+                infos.append(ros)
+            elif ch.topic.startswith("/avstream/audio/track_"):
+                tid = int(ch.topic.rsplit("_", 1)[1])
+                chunks.setdefault(tid, []).append(np.frombuffer(bytes(ros.audio.data), "<i2"))
+                stamps.setdefault(tid, []).append(ros.header.stamp.sec + 1e-9 * ros.header.stamp.nanosec)
+    rows = [line.split(",") for line in (out / "tracks.csv").read_text().splitlines()[1:]]
+    assert sorted(chunks) == sorted(int(r[0]) for r in rows) and len(chunks) == 2
+    assert len(infos) == 2 and all(i.sample_format == "S16LE" and i.sample_rate == 16000 and i.channels == 1
+                                   for i in infos)
+    for tid, parts in chunks.items():
+        y, _ = sf.read(out / f"track_{tid}.wav", dtype="float64")
+        got = np.concatenate(parts) / 32767.0
+        assert len(got) == len(y)
+        assert np.max(np.abs(got - np.clip(y, -1, 1))) <= 1.0 / 32767.0
+        assert np.all(np.diff(stamps[tid]) > 0)
+
+
 def test_track_audio_on_zeromq(two_bands):
     """A subscriber on a real loopback socket gets avstream/audio/<id> messages: float32 PCM whose
     headers say the track, rate and time, and successive messages of a track join up."""

@@ -13,15 +13,18 @@ from .ros_format import RosFormatter
 
 
 class McapSink(Sink):
-    """Writes heatmap, sources, markers and diagnostics (1 Hz) to ``path``."""
+    """Writes heatmap, sources, tracks, markers, diagnostics (1 Hz) and, with tracking, each
+    track's audio (``audio/track_<id>``) to ``path``."""
 
-    def __init__(self, path, namespace="/avstream", frame_id="mic_array", distro="jazzy"):
+    def __init__(self, path, namespace="/avstream", frame_id="mic_array", distro="jazzy", source_audio=True):
         self.path = str(path)
         self.namespace, self.frame_id, self.distro = namespace, frame_id, distro
         self._fh = None
         self._writer = None
         self._channels: dict = {}
         self.n_messages = 0
+        self.takes_source_audio = bool(source_audio)
+        self._audio_ids: set = set()
 
     def open(self, meta):
         from mcap.writer import Writer
@@ -46,7 +49,10 @@ class McapSink(Sink):
 
     def write(self, heatmap):
         now = time.time_ns()
-        for m in self.fmt.messages(heatmap):
+        msgs = self.fmt.messages(heatmap)
+        if self.takes_source_audio:
+            msgs += self.fmt.source_audio(heatmap, self._audio_ids)
+        for m in msgs:
             self._writer.add_message(channel_id=self._channel(m.topic, m.typename), log_time=m.stamp_ns,
                                      publish_time=now, data=m.cdr, sequence=heatmap.seq)
             self.n_messages += 1

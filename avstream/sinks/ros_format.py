@@ -52,6 +52,17 @@ VISION_MSGS = {
                                    "vision_msgs/BoundingBox3D bbox\nstring id\n",
     "vision_msgs/msg/Detection3DArray": "std_msgs/Header header\nvision_msgs/Detection3D[] detections\n",
 }
+# audio_common_msgs as ros-drivers/audio_common's ros2 branch defines it (the package that
+# audio_capture and audio_play use; FACTS 3.4: another package shares its name), registered from
+# its text like vision_msgs
+AUDIO = "audio_common_msgs/msg/AudioDataStamped"
+AUDIO_INFO = "audio_common_msgs/msg/AudioInfo"
+AUDIO_MSGS = {
+    "audio_common_msgs/msg/AudioData": "uint8[] data\n",
+    "audio_common_msgs/msg/AudioDataStamped": "std_msgs/Header header\naudio_common_msgs/AudioData audio\n",
+    "audio_common_msgs/msg/AudioInfo": "uint8 channels\nuint32 sample_rate\nstring sample_format\nuint32 bitrate\n"
+                                       "string coding_format\n",
+}
 MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
@@ -68,10 +79,11 @@ def typestore(distro: str = "jazzy"):
     if distro not in DISTROS:
         raise ValueError(f"unknown ROS 2 distro '{distro}' (known: {', '.join(DISTROS)})")
     ts = get_typestore(getattr(Stores, "ROS2_" + distro.upper()))
-    if TRACKS not in ts.types:
-        found = {}
-        for name, text in VISION_MSGS.items():
+    found = {}
+    for name, text in {**VISION_MSGS, **AUDIO_MSGS}.items():
+        if name not in ts.types:
             found.update(get_types_from_msg(text, name))
+    if found:
         ts.register(found)
     return ts
 
@@ -120,15 +132,17 @@ class RosFormatter:
 
     def __init__(self, grid, namespace="/avstream", frame_id="mic_array", distro="jazzy",
                  sphere_resolution_deg=2.0, camera=None, camera_frame_id="camera_optical", engine=False,
-                 tracks=True):
+                 tracks=True, sample_rate=16000):
         self.ts = typestore(distro)
+        self.sample_rate = sample_rate
         self.T = self.ts.types
         self.frame_id = frame_id
         ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
         self.topics = {"heatmap": f"{ns}/heatmap", "sources": f"{ns}/sources", "markers": f"{ns}/markers",
                        "tracks": f"{ns}/tracks",
                        "diagnostics": "/diagnostics", "overlay": f"{ns}/overlay", "camera_info": f"{ns}/camera_info",
-                       "engine_heatmap": f"{ns}/engine_heatmap", "segmentation": f"{ns}/segmentation"}
+                       "engine_heatmap": f"{ns}/engine_heatmap", "segmentation": f"{ns}/segmentation",
+                       "audio": f"{ns}/audio"}
         self.engine, self.tracks = engine, tracks
         self.camera, self.camera_frame_id = camera, camera_frame_id
         self.layout = ImageLayout(grid, sphere_resolution_deg)
@@ -142,7 +156,7 @@ class RosFormatter:
         engine = bool((meta.get("engines") or {}).get("av")) and meta.get("picture") is not None
         tracks = bool(meta.get("config", {}).get("track", {}).get("enabled", True))
         return cls(meta["grid_object"], namespace, frame_id, distro, camera=meta.get("camera"),
-                   camera_frame_id=cam_frame, engine=engine, tracks=tracks)
+                   camera_frame_id=cam_frame, engine=engine, tracks=tracks, sample_rate=int(meta.get("sample_rate", 16000)))
 
     # --- individual messages -------------------------------------------------------------
     def _header(self, stamp_ns: int, frame_id: str | None = None):
@@ -319,6 +333,27 @@ class RosFormatter:
             if self.camera.model != "equirectangular":
                 out.append(Message(self.topics["camera_info"], CAMERA_INFO,
                                    self.serialize(self.camera_info(cam_header), CAMERA_INFO), fns))
+        return out
+
+    def source_audio(self, heatmap, known: set) -> list:
+        """Each track's audio of this update (separate/): ``audio/track_<id>``, AudioDataStamped,
+        S16LE mono at the array's rate, stamped with the capture time of its first sample; and
+        ``audio/info`` (AudioInfo) when a track's audio first appears (its id added to ``known``)."""
+        audio = heatmap.source_audio or {}
+        if not audio:
+            return []
+        ns = int(round((heatmap.stamp + (heatmap.source_audio_t - heatmap.t)) * 1e9))
+        header = self._header(ns)
+        T, out = self.T, []
+        for tid, x in audio.items():
+            if tid not in known:
+                known.add(tid)
+                info = T[AUDIO_INFO](channels=1, sample_rate=int(self.sample_rate), sample_format="S16LE", bitrate=0,
+                                     coding_format="wave")
+                out.append(Message(f"{self.topics['audio']}/info", AUDIO_INFO, self.serialize(info, AUDIO_INFO), ns))
+            pcm = np.clip(np.round(np.asarray(x, np.float64) * 32767.0), -32768, 32767).astype("<i2")
+            msg = T[AUDIO](header=header, audio=T["audio_common_msgs/msg/AudioData"](data=pcm.view(np.uint8)))
+            out.append(Message(f"{self.topics['audio']}/track_{tid}", AUDIO, self.serialize(msg, AUDIO), ns))
         return out
 
     def topic_types(self) -> dict:
