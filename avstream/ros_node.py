@@ -18,6 +18,9 @@ _NOT_PARAMETERS = {"source.scene.sources"}
 # ROS parameters cannot be null and have a fixed type: for an optional key, this value of its
 # type stands for null ("not set")
 _UNSET = {str: "", float: 0.0, int: 0}
+# where a node's default differs from the command line's: a node runs until it is shut down
+# (the CLI's demo stops after 5 s)
+NODE_DEFAULTS = {"duration": None}
 
 
 def _optional_type(key: str):
@@ -45,6 +48,7 @@ def parameter_defaults() -> dict:
             out[prefix] = list(value) if isinstance(value, tuple) else value
 
     walk("", to_dict(Config()))
+    out.update(NODE_DEFAULTS)
     for k, v in out.items():
         if v is None:
             out[k] = _UNSET[_optional_type(k)]

@@ -7,34 +7,37 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-# (argument, configuration key, default, description)
+# (argument, configuration key, default, description, parameter type). The type is explicit:
+# launch would turn device:=2 or camera:=0 into an integer and the string parameter's
+# declaration would fail.
 ARGUMENTS = [
     ("array", "array", "minidsp_uma16",
      "Microphone array: a preset (respeaker_usb_4mic, respeaker_4mic_hat, respeaker_6mic, minidsp_uma8, "
-     "minidsp_uma16, matrix_voice) or the path of an array YAML file"),
-    ("source", "source.kind", "synthetic", "Audio source: synthetic (demo scene), file or device"),
-    ("device", "source.device", "", "Input device index or name substring (source:=device); empty = default"),
-    ("file", "source.path", "", "Audio file (source:=file)"),
+     "minidsp_uma16, matrix_voice) or the path of an array YAML file", str),
+    ("source", "source.kind", "synthetic", "Audio source: synthetic (demo scene), file or device", str),
+    ("device", "source.device", "", "Input device index or name substring (source:=device); empty = default", str),
+    ("file", "source.path", "", "Audio file (source:=file)", str),
     ("grid", "localize.grid", "auto",
      "Direction grid: auto (registered to the camera when there is one, else sphere:2562), sphere:N, "
-     "hemisphere:N, fov:H,V:COLS,ROWS or camera:BLOCK"),
+     "hemisphere:N, fov:H,V:COLS,ROWS or camera:BLOCK", str),
     ("camera", "camera.source", "auto",
      "Camera: auto (the synthetic camera with the synthetic scene, else none), none, a device index or "
-     "/dev/videoN, a video file, an rtsp:// URL or a GStreamer pipeline ending in appsink"),
-    ("intrinsics", "camera.intrinsics", "", "Camera calibration YAML (ROS camera_calibration format); empty = default"),
-    ("extrinsics", "camera.extrinsics", "", "Array-to-camera extrinsics YAML; empty = default"),
+     "/dev/videoN, a video file, an rtsp:// URL or a GStreamer pipeline ending in appsink", str),
+    ("intrinsics", "camera.intrinsics", "", "Camera calibration YAML (ROS camera_calibration format); empty = default", str),
+    ("extrinsics", "camera.extrinsics", "", "Array-to-camera extrinsics YAML; empty = default", str),
     ("method", "localize.method", "auto",
      "Localization method: auto (tf_sparse on arrays of up to 4 microphones, else srp_phat), srp_phat, "
-     "tf_sparse, mvdr, music or clean_sc"),
-    ("sources", "localize.sources", "3", "At most this many sources per update"),
-    ("namespace", "ros.namespace", "/avstream", "Topic namespace (heatmap, sources, markers, tracks)"),
-    ("frame_id", "ros.frame_id", "mic_array", "Array frame in header.frame_id"),
-    ("zmq_endpoint", "zmq.endpoint", "tcp://127.0.0.1:5556", "ZeroMQ PUB endpoint for dashboards; empty = off"),
-    ("record", "output.record", "", "MCAP file recording every topic; empty = off"),
-    ("engine", "engine.path", "", "Audio-visual engine ONNX file (needs a camera); empty = none"),
-    ("fusion", "engine.fusion", "product", "Published picture map: array, engine or product"),
+     "tf_sparse, mvdr, music or clean_sc", str),
+    ("sources", "localize.sources", "3", "At most this many sources per update", int),
+    ("namespace", "ros.namespace", "/avstream", "Topic namespace (heatmap, sources, markers, tracks)", str),
+    ("frame_id", "ros.frame_id", "mic_array", "Array frame in header.frame_id", str),
+    ("zmq_endpoint", "zmq.endpoint", "tcp://127.0.0.1:5556", "ZeroMQ PUB endpoint for dashboards; empty = off", str),
+    ("record", "output.record", "", "MCAP file recording every topic; empty = off", str),
+    ("engine", "engine.path", "", "Audio-visual engine ONNX file (needs a camera); empty = none", str),
+    ("fusion", "engine.fusion", "product", "Published picture map: array, engine or product", str),
 ]
 
 
@@ -45,7 +48,8 @@ def generate_launch_description():
         default_value=PathJoinSubstitution([FindPackageShare("avstream"), "config", "avstream.params.yaml"]),
         description="ROS parameters file (keys as in avstream's configuration)")]
     declared += [DeclareLaunchArgument(name, default_value=default, description=text)
-                 for name, _, default, text in ARGUMENTS]
+                 for name, _, default, text, _ in ARGUMENTS]
     node = Node(package="avstream", executable="avstream_node", name="avstream", output="screen",
-                parameters=[params_file, {key: LaunchConfiguration(name) for name, key, _, _ in ARGUMENTS}])
+                parameters=[params_file, {key: ParameterValue(LaunchConfiguration(name), value_type=kind)
+                                         for name, key, _, _, kind in ARGUMENTS}])
     return LaunchDescription(declared + [node])

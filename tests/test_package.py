@@ -27,6 +27,11 @@ def test_package_xml():
     assert root.findtext("name") == "avstream"
     assert root.find("export/build_type").text == "ament_python"
     exec_deps = {e.text for e in root.findall("exec_depend")}
+    # the node, its launch file, and the package of every message type it publishes
+    from avstream.sinks import ros_format
+
+    msgs = {v.split("/")[0] for k, v in vars(ros_format).items() if k.isupper() and isinstance(v, str) and "/msg/" in v}
+    assert {"rclpy", "launch_ros", "std_msgs"} | (msgs - {"audio_common_msgs"}) <= exec_deps, msgs - exec_deps
     setup_src = (ROOT / "setup.py").read_text()
     tree = ast.parse(setup_src)
     reqs = next(n for n in ast.walk(tree) if isinstance(n, ast.keyword) and n.arg == "install_requires").value
@@ -72,7 +77,8 @@ def _launch_module():
 
     fakes = {"launch": ["LaunchDescription"], "launch.actions": ["DeclareLaunchArgument"],
              "launch.substitutions": ["LaunchConfiguration", "PathJoinSubstitution"],
-             "launch_ros.actions": ["Node"], "launch_ros.substitutions": ["FindPackageShare"]}
+             "launch_ros.actions": ["Node"], "launch_ros.substitutions": ["FindPackageShare"],
+             "launch_ros.parameter_descriptions": ["ParameterValue"]}
     saved = {k: sys.modules.get(k) for k in list(fakes) + ["launch_ros"]}
     try:
         for mod, names in fakes.items():
@@ -100,16 +106,36 @@ def test_launch_file_declares_described_arguments_for_real_keys():
     assert all(a.kwargs.get("description") for a in declared)
     names = {a.args[0] for a in declared}
     params = parameter_defaults()
-    for name, key, default, _ in ns["ARGUMENTS"]:
+    for name, key, default, _, _ in ns["ARGUMENTS"]:
         assert name in names and key in params, key
     assert node.kwargs["package"] == "avstream" and node.kwargs["executable"] == "avstream_node"
     mapping = node.kwargs["parameters"][1]
-    assert set(mapping) == {key for _, key, _, _ in ns["ARGUMENTS"]}
-    # the defaults, as the node would receive them, make a valid configuration
+    assert set(mapping) == {key for _, key, _, _, _ in ns["ARGUMENTS"]}
+    # every argument reaches its parameter with the parameter's declared type: device:=2 and
+    # camera:=0 stay strings (launch alone would make them integers, and declaring the string
+    # parameter would fail)
+    for name, key, default, _, kind in ns["ARGUMENTS"]:
+        value = mapping[key]
+        assert type(value).__name__ == "ParameterValue", key
+        assert value.kwargs["value_type"] is type(params[key]), (key, value.kwargs["value_type"])
+        assert type(value.args[0]).__name__ == "LaunchConfiguration" and value.args[0].args[0] == name
+    assert mapping["source.device"].kwargs["value_type"] is str and mapping["camera.source"].kwargs["value_type"] is str
+    # the defaults, as the node would receive them (each converted to its declared type), make a
+    # valid configuration
     values = dict(params)
-    for _, key, default, _ in ns["ARGUMENTS"]:
-        values[key] = yaml.safe_load(default) if default else ""
+    for _, key, default, _, kind in ns["ARGUMENTS"]:
+        values[key] = kind(default)
     load_config(None, overrides_from_parameters(values))
+
+
+def test_node_runs_until_shut_down_by_default():
+    """ros2 run without a params file: the node's duration parameter says "until stopped" (the
+    command line's demo stops after 5 s, and the node used to inherit that)."""
+    params = parameter_defaults()
+    assert params["duration"] == 0.0
+    assert load_config(None, overrides_from_parameters(params)).duration is None
+    doc = yaml.safe_load((ROOT / "config/avstream.params.yaml").read_text())
+    assert doc["/**"]["ros__parameters"]["duration"] == 0.0
 
 
 def test_params_yaml_is_a_valid_configuration():
