@@ -228,6 +228,7 @@ class Pipeline:
                 "grid_spec": self.grid.spec,
                 "grid_object": self.grid, "sample_rate": self.sample_rate, "config": to_dict(self.cfg),
                 "camera": self.camera if self.overlay is not None else None,
+                "extrinsics": self.extrinsics if self.overlay is not None else None,
                 "picture": self.fusion.picture_layout() if self.fusion is not None else None,
                 "engines": self.engines.describe() if self.engines is not None else None,
                 "update_rate": self.sample_rate / (self.cfg.stft.hop * self.cfg.localize.update_frames)}

@@ -193,3 +193,74 @@ def test_a_reliable_reader_that_dies_does_not_touch_the_node(tmp_path):
     summary = jsonl(out.read_text())[-1]["summary"]
     assert summary["dropped_blocks"] == 0 and "overrun" not in summary["input_flags"]
     assert summary["updates"] == ((4 * 16000 - 512) // 256 + 1) // 4
+
+
+LATE_READER = r"""
+import pickle, sys, time
+from cyclonedds.domain import DomainParticipant
+from cyclonedds.topic import Topic
+from cyclonedds.sub import DataReader
+from cyclonedds.core import Qos, Policy, SampleState, ViewState, InstanceState
+from cyclonedds._clayer import ddspy_take
+from avstream.sinks.ros_format import typestore
+from avstream.sinks.dds_types import IdlTypes
+dp = DomainParticipant(int(sys.argv[1]))
+idl = IdlTypes(typestore("jazzy"))
+# tf2's static listener QoS: reliable, transient local, depth 1
+qos = Qos(Policy.Reliability.Reliable(0), Policy.Durability.TransientLocal, Policy.History.KeepLast(1))
+r = DataReader(dp, Topic(dp, "rt/tf_static", idl["tf2_msgs/msg/TFMessage"]), qos=qos)
+got = []
+t0 = time.time()
+while time.time() - t0 < 20 and not got:
+    items = ddspy_take(r._ref, SampleState.Any | ViewState.Any | InstanceState.Any, 10)
+    if isinstance(items, list):
+        got.extend(bytes(b) for b, info in items)
+    time.sleep(0.05)
+pickle.dump(got, open(sys.argv[2], "wb"))
+"""
+
+
+def test_tf_static_reaches_a_late_joining_reader(tmp_path):
+    """/tf_static (tf2_msgs/TFMessage, transient local) is written once when the run starts; a
+    reader that joins after it was written still gets it, and rosbags decodes mic_array ->
+    camera_optical as the pose of the camera in the array frame: the extrinsics inverted."""
+    import time
+
+    from avstream.geometry.arrays import load_array
+    from avstream.geometry.camera import default_extrinsics
+    from avstream.sinks.ros_format import typestore
+
+    domain = str(100 + (os.getpid() + 37) % 100)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ROS_DOMAIN_ID=domain)
+    lines = tmp_path / "run.jsonl"
+    run = subprocess.Popen([sys.executable, "-m", "avstream", "run", "--duration", "20", "--no-zmq", "--no-status",
+                            "--jsonl", str(lines)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # updates are flowing, so the sinks are open and the static transform was written
+        for _ in range(600):
+            if lines.exists() and lines.read_text().count("\n") >= 3 or run.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert run.poll() is None, run.stderr.read()[-2000:]
+        out = tmp_path / "tf.pkl"
+        reader = subprocess.run([sys.executable, "-c", LATE_READER, domain, str(out)], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert reader.returncode == 0, reader.stderr[-2000:]
+    finally:
+        run.terminate()
+        run.communicate(timeout=60)
+    got = pickle.load(open(out, "rb"))
+    assert got, "the late reader received no /tf_static"
+    msg = typestore("jazzy").deserialize_cdr(got[0], "tf2_msgs/msg/TFMessage")
+    assert len(msg.transforms) == 1
+    tf = msg.transforms[0]
+    assert tf.header.frame_id == "mic_array" and tf.child_frame_id == "camera_optical"
+    ext = default_extrinsics(load_array("minidsp_uma16"))  # the demo's camera
+    q = tf.transform.rotation
+    from scipy.spatial.transform import Rotation
+
+    R = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()  # camera axes in the array frame
+    assert np.allclose(R, ext.rotation.T, atol=1e-9)
+    t = tf.transform.translation
+    # the camera's origin in the array frame maps to the optical frame's origin
+    assert np.allclose(ext.rotation @ np.array([t.x, t.y, t.z]) + ext.translation, 0.0, atol=1e-9)

@@ -44,7 +44,7 @@ def test_mcap_reads_back_message_for_message(tmp_path, grid):
     topics = by_topic(path)
     audio = {t for t in topics if t.startswith("/avstream/audio/")}  # each track's audio: test_separate
     assert set(topics) - audio == {"/avstream/heatmap", "/avstream/sources", "/avstream/markers", "/diagnostics",
-                                   "/avstream/overlay", "/avstream/camera_info", "/avstream/tracks"}
+                                   "/avstream/overlay", "/avstream/camera_info", "/avstream/tracks", "/tf_static"}
     # tracks (vision_msgs/Detection3DArray): mcap-ros2-support decodes them from the schema the
     # file carries; the ids are the tracks' of the same update
     for hm, tr in zip(keep.maps, topics["/avstream/tracks"]):

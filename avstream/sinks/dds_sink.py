@@ -9,6 +9,7 @@ Python serialization (44 ms for a 640x480 float image; this path well under 1 ms
 from __future__ import annotations
 
 import os
+import time
 
 from ..errors import ConfigError
 from .base import Sink
@@ -58,31 +59,39 @@ class DdsSink(Sink):
         self.idl = IdlTypes(self.fmt.ts)
         for kind, (topic, typename) in self.fmt.topic_types().items():  # discovery before the first update
             self._writers[topic] = self._make_writer(kind, topic, typename)
+        static = self.fmt.static_transform(time.time_ns())
+        if static is not None:  # once, kept for late joiners (transient local), as tf2's static broadcaster
+            w = self._make_writer(None, static.topic, static.typename, latched=True)
+            self._writers[static.topic] = w
+            self._send(w, static)
 
-    def _make_writer(self, kind, topic, typename):
+    def _make_writer(self, kind, topic, typename, latched=False):
         from cyclonedds.core import Policy, Qos
         from cyclonedds.pub import DataWriter
         from cyclonedds.topic import Topic
         from cyclonedds.util import duration
 
-        q = getattr(self.qos, kind) if self.qos is not None else None
+        q = getattr(self.qos, kind) if self.qos is not None and kind is not None else None
         reliable = q is None or q.reliability == "reliable"
         policies = [Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100)) if reliable
-                    else Policy.Reliability.BestEffort, Policy.History.KeepLast(q.depth if q else 5),
-                    Policy.Durability.Volatile]
+                    else Policy.Reliability.BestEffort,
+                    Policy.History.KeepLast(1 if latched else (q.depth if q else 5)),
+                    Policy.Durability.TransientLocal if latched else Policy.Durability.Volatile]
         if self.distro != "humble":  # Humble has no type hashes
             policies.append(Policy.Userdata(data=f"typehash={self.fmt.type_hash(typename)};".encode()))
         tp = Topic(self.participant, "rt" + topic, self.idl[typename])
         return DataWriter(self.participant, tp, qos=Qos(*policies))
 
     def write(self, heatmap):
+        for m in self.fmt.messages(heatmap):
+            self._send(self._writers[m.topic], m)
+
+    def _send(self, writer, m):
         from cyclonedds._clayer import ddspy_write_ts
 
-        for m in self.fmt.messages(heatmap):
-            buf = m.cdr + b"\0" * (-len(m.cdr) % 4)
-            ret = ddspy_write_ts(self._writers[m.topic]._ref, buf, max(m.stamp_ns, 0))
-            if ret >= 0:
-                self.sent += 1
+        buf = m.cdr + b"\0" * (-len(m.cdr) % 4)
+        if ddspy_write_ts(writer._ref, buf, max(m.stamp_ns, 0)) >= 0:
+            self.sent += 1
 
     def close(self, summary):
         self._writers.clear()

@@ -38,6 +38,11 @@ class McapSink(Sink):
             raise ConfigError(f"--record {self.path}: cannot write ({exc.strerror})") from None
         self._writer = Writer(self._fh)
         self._writer.start(profile="ros2", library="avstream")
+        static = self.fmt.static_transform(time.time_ns())
+        if static is not None:  # once, at the start: players and Foxglove latch /tf_static
+            self._writer.add_message(channel_id=self._channel(static.topic, static.typename), log_time=static.stamp_ns,
+                                     publish_time=static.stamp_ns, data=static.cdr)
+            self.n_messages += 1
 
     def _channel(self, topic, typename):
         if topic not in self._channels:

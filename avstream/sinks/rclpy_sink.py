@@ -44,6 +44,12 @@ class RclpySink(Sink):
                             typename.split("/")[0])
                 continue
             self._pubs[topic] = self.node.create_publisher(cls, topic, profile)
+        static = self.fmt.static_transform(self.node.get_clock().now().nanoseconds)
+        if static is not None:  # latched for late joiners, as tf2_ros.StaticTransformBroadcaster does
+            latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                                 reliability=ReliabilityPolicy.RELIABLE)
+            self._pubs[static.topic] = self.node.create_publisher(_msg_class(static.typename), static.topic, latched)
+            self._pubs[static.topic].publish(static.cdr)
 
     def write(self, heatmap):
         for m in self.fmt.messages(heatmap):

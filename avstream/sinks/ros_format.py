@@ -63,6 +63,8 @@ AUDIO_MSGS = {
     "audio_common_msgs/msg/AudioInfo": "uint8 channels\nuint32 sample_rate\nstring sample_format\nuint32 bitrate\n"
                                        "string coding_format\n",
 }
+TF_MESSAGE = "tf2_msgs/msg/TFMessage"
+TF_STATIC = "/tf_static"  # tf2's static transforms: absolute, reliable, transient local, depth 1
 MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
@@ -132,9 +134,10 @@ class RosFormatter:
 
     def __init__(self, grid, namespace="/avstream", frame_id="mic_array", distro="jazzy",
                  sphere_resolution_deg=2.0, camera=None, camera_frame_id="camera_optical", engine=False,
-                 tracks=True, sample_rate=16000):
+                 tracks=True, sample_rate=16000, extrinsics=None):
         self.ts = typestore(distro)
         self.sample_rate = sample_rate
+        self.extrinsics = extrinsics
         self.T = self.ts.types
         self.frame_id = frame_id
         ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
@@ -156,7 +159,8 @@ class RosFormatter:
         engine = bool((meta.get("engines") or {}).get("av")) and meta.get("picture") is not None
         tracks = bool(meta.get("config", {}).get("track", {}).get("enabled", True))
         return cls(meta["grid_object"], namespace, frame_id, distro, camera=meta.get("camera"),
-                   camera_frame_id=cam_frame, engine=engine, tracks=tracks, sample_rate=int(meta.get("sample_rate", 16000)))
+                   camera_frame_id=cam_frame, engine=engine, tracks=tracks, sample_rate=int(meta.get("sample_rate", 16000)),
+                   extrinsics=meta.get("extrinsics"))
 
     # --- individual messages -------------------------------------------------------------
     def _header(self, stamp_ns: int, frame_id: str | None = None):
@@ -334,6 +338,27 @@ class RosFormatter:
                 out.append(Message(self.topics["camera_info"], CAMERA_INFO,
                                    self.serialize(self.camera_info(cam_header), CAMERA_INFO), fns))
         return out
+
+    def static_transform(self, stamp_ns: int):
+        """``/tf_static``: the array frame -> the camera optical frame, from the extrinsics (a
+        tf2_msgs/TFMessage with one transform), or None without a camera. Extrinsics map array
+        directions into the optical frame (d_cam = R d_array, t = the array origin in the optical
+        frame); TF wants the child's pose in the parent: rotation R^T, translation -R^T t."""
+        if self.extrinsics is None or self.camera is None:
+            return None
+        from scipy.spatial.transform import Rotation
+
+        T = self.T
+        R = np.asarray(self.extrinsics.rotation, dtype=np.float64)
+        origin = -R.T @ np.asarray(self.extrinsics.translation, dtype=np.float64)
+        qx, qy, qz, qw = Rotation.from_matrix(R.T).as_quat()
+        tf = T["geometry_msgs/msg/TransformStamped"](
+            header=self._header(stamp_ns), child_frame_id=self.camera_frame_id,
+            transform=T["geometry_msgs/msg/Transform"](
+                translation=T["geometry_msgs/msg/Vector3"](x=float(origin[0]), y=float(origin[1]), z=float(origin[2])),
+                rotation=T["geometry_msgs/msg/Quaternion"](x=float(qx), y=float(qy), z=float(qz), w=float(qw))))
+        msg = T[TF_MESSAGE](transforms=[tf])
+        return Message(TF_STATIC, TF_MESSAGE, self.serialize(msg, TF_MESSAGE), stamp_ns)
 
     def source_audio(self, heatmap, known: set) -> list:
         """Each track's audio of this update (separate/): ``audio/track_<id>``, AudioDataStamped,
