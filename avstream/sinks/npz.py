@@ -20,7 +20,7 @@ class NpzSink(Sink):
         self._directions = None
 
     def open(self, meta):
-        self._meta = {k: v for k, v in meta.items() if k not in ("grid_object", "camera")}
+        self._meta = {k: v for k, v in meta.items() if k not in ("grid_object", "camera", "extrinsics")}
         grid = meta["grid_object"]
         # the image cells of a camera grid; its surround shows in the peaks
         self._grid, self._directions = grid, grid.directions[:grid.n_image]
