@@ -173,6 +173,11 @@ class Heatmap:
     source_audio: dict | None = None  # track id -> float32 beam samples of this update (separate/)
     source_audio_t: float = 0.0  # stream time of their first sample
 
+    @property
+    def source_audio_stamp(self) -> float:
+        """Capture time (UNIX s) of the first sample of ``source_audio``."""
+        return self.stamp + (self.source_audio_t - self.t)
+
     def to_dict(self) -> dict:
         out = {"t": round(self.t, 4), "peaks": [p.to_dict() for p in self.peaks]}
         if self.tracks is not None:

@@ -13,6 +13,8 @@ its coarse neighbours, and the vote goes to the nearest fine cell.
 import numpy as np
 from numba import njit
 
+from .weighting import onset_gain
+
 
 def steering_table(baselines, directions, freqs_hz, speed_of_sound):
     """(F, 2G, C) float32: cos(w_f tau_g(u)) over -sin(w_f tau_g(u)), tau_g(u) = -b_g . u / c,
@@ -105,18 +107,14 @@ def vote_bins(cross, table, n_pairs, level, weights, min_coherence, min_margin, 
                 continue
             total += w
             best = 0
+            mean = resp[k, 0]
             for d in range(1, n_coarse):
+                mean += resp[k, d]
                 if resp[k, d] > resp[k, best]:
                     best = d
             top = resp[k, best] * inv
-            if top < min_coherence:
+            if top < min_coherence or (min_margin > 0.0 and top - mean * inv / n_coarse < min_margin):
                 continue
-            if min_margin > 0.0:
-                mean = 0.0
-                for d in range(n_coarse):
-                    mean += resp[k, d]
-                if top - mean * inv / n_coarse < min_margin:
-                    continue
             voted += w
             # the weighted centre of the best direction and its neighbours, weighted by how
             # far each stands above the lowest of them
@@ -166,17 +164,5 @@ def bin_onsets(level, weights, reference, seen, warm_up, keep, floor, cap):
         for f in range(n_band):
             e = level[k, f] * level[k, f]
             ref = reference[f]
-            if not ready:
-                level[k, f] *= floor
-                reference[f] = e if ref <= 1e-30 else keep * ref + (1.0 - keep) * e
-            elif ref > 1e-30:
-                r = e / ref - 1.0
-                if r < 0.0:
-                    r = 0.0
-                if r > cap:
-                    r = cap
-                level[k, f] *= floor + r
-                reference[f] = keep * ref + (1.0 - keep) * e
-            else:
-                level[k, f] *= floor
-                reference[f] = e
+            level[k, f] *= onset_gain(e, ref, floor, cap) if ready else floor
+            reference[f] = keep * ref + (1.0 - keep) * e if ref > 1e-30 else e

@@ -12,6 +12,17 @@ from numba import njit
 
 
 @njit(cache=True)
+def onset_gain(e, ref, floor, cap):
+    """floor + clip(e / ref - 1, 0, cap): the weight of energy ``e`` against its reference."""
+    r = e / ref - 1.0 if ref > 1e-30 else 0.0
+    if r < 0.0:
+        r = 0.0
+    if r > cap:
+        r = cap
+    return floor + r
+
+
+@njit(cache=True)
 def onset_weights(spec, lo, hi, history, floor, cap, weights):
     """Multiply ``weights`` by the onset weight of each frame and update ``history``.
 
@@ -47,12 +58,7 @@ def onset_weights(spec, lo, hi, history, floor, cap, weights):
             for j in range(n_valid):
                 ref += history[1 + j]
             ref /= n_valid
-        ratio = e / ref - 1.0 if ref > 1e-30 else 0.0
-        if ratio < 0.0:
-            ratio = 0.0
-        if ratio > cap:
-            ratio = cap
-        weights[k] *= floor + ratio
+        weights[k] *= onset_gain(e, ref, floor, cap)
         for j in range(n_ref - 1, 0, -1):
             history[1 + j] = history[j]
         history[1] = e

@@ -24,7 +24,6 @@ class McapSink(Sink):
         self._channels: dict = {}
         self.n_messages = 0
         self.takes_source_audio = bool(source_audio)
-        self._audio_ids: set = set()
 
     def open(self, meta):
         from mcap.writer import Writer
@@ -56,7 +55,7 @@ class McapSink(Sink):
         now = time.time_ns()
         msgs = self.fmt.messages(heatmap)
         if self.takes_source_audio:
-            msgs += self.fmt.source_audio(heatmap, self._audio_ids)
+            msgs += self.fmt.source_audio(heatmap)
         for m in msgs:
             self._writer.add_message(channel_id=self._channel(m.topic, m.typename), log_time=m.stamp_ns,
                                      publish_time=now, data=m.cdr, sequence=heatmap.seq)

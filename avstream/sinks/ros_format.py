@@ -150,6 +150,7 @@ class RosFormatter:
         self.camera, self.camera_frame_id = camera, camera_frame_id
         self.layout = ImageLayout(grid, sphere_resolution_deg)
         self._last_diag = None
+        self._audio_ids: set = set()  # tracks whose audio/info went out
         self.height, self.width = self.layout.rows, self.layout.cols
 
     @classmethod
@@ -360,19 +361,19 @@ class RosFormatter:
         msg = T[TF_MESSAGE](transforms=[tf])
         return Message(TF_STATIC, TF_MESSAGE, self.serialize(msg, TF_MESSAGE), stamp_ns)
 
-    def source_audio(self, heatmap, known: set) -> list:
+    def source_audio(self, heatmap) -> list:
         """Each track's audio of this update (separate/): ``audio/track_<id>``, AudioDataStamped,
         S16LE mono at the array's rate, stamped with the capture time of its first sample; and
-        ``audio/info`` (AudioInfo) when a track's audio first appears (its id added to ``known``)."""
+        ``audio/info`` (AudioInfo) when a track's audio first appears."""
         audio = heatmap.source_audio or {}
         if not audio:
             return []
-        ns = int(round((heatmap.stamp + (heatmap.source_audio_t - heatmap.t)) * 1e9))
+        ns = int(round(heatmap.source_audio_stamp * 1e9))
         header = self._header(ns)
         T, out = self.T, []
         for tid, x in audio.items():
-            if tid not in known:
-                known.add(tid)
+            if tid not in self._audio_ids:
+                self._audio_ids.add(tid)
                 info = T[AUDIO_INFO](channels=1, sample_rate=int(self.sample_rate), sample_format="S16LE", bitrate=0,
                                      coding_format="wave")
                 out.append(Message(f"{self.topics['audio']}/info", AUDIO_INFO, self.serialize(info, AUDIO_INFO), ns))

@@ -106,7 +106,7 @@ class ZmqSink(Sink):
 
         self.endpoint, self.frame_id = endpoint, frame_id
         self.overlay_quality, self.camera_frame_id = int(overlay_quality), camera_frame_id
-        self.source_audio = self.takes_source_audio = bool(source_audio)
+        self.takes_source_audio = bool(source_audio)
         self._auth = None
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.PUB)
@@ -165,13 +165,13 @@ class ZmqSink(Sink):
                     self._send_raster(topic, heatmap, raster)
         if heatmap.overlay is not None and self.overlay_quality > 0:
             self._send_overlay(heatmap)
-        if self.source_audio and heatmap.source_audio:
+        if self.takes_source_audio and heatmap.source_audio:
             self._send_audio(heatmap)
 
     def _send_audio(self, heatmap):
         import zmq
 
-        stamp = heatmap.stamp + (heatmap.source_audio_t - heatmap.t)
+        stamp = heatmap.source_audio_stamp
         where = {tr.id: tr for tr in heatmap.tracks or []}
         for tid, x in heatmap.source_audio.items():
             tr = where.get(tid)
