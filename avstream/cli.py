@@ -338,6 +338,7 @@ def _overrides(args, command) -> dict:
         if args.zmq is None:
             o["zmq.endpoint"] = None
         o.setdefault("output.overlay", None)
+    o.update(getattr(args, "ros_overrides", {}))
     for item in args.set:
         k, v = parse_override(item)
         o[k] = v
@@ -360,16 +361,6 @@ def cmd_run(args) -> int:
         print(f"avstream: ZeroMQ stream on {cfg.zmq.endpoint} (check it: avstream echo {cfg.zmq.endpoint})",
               file=sys.stderr)
     pipe = Pipeline(cfg, sinks, status=status)
-    if cfg.ros.publish:
-        from .sinks.dds_sink import domain_id
-
-        camera = "" if pipe.overlay is None else ", /overlay" + (
-            ", /camera_info" if pipe.camera.model != "equirectangular" else "")
-        if pipe.fusion is not None and pipe.engines is not None and pipe.engines.av is not None:
-            camera += ", /engine_heatmap, /segmentation"
-        tracks = ", /tracks" if pipe.tracker is not None else ""
-        print(f"avstream: ROS 2 topics {cfg.ros.namespace}/heatmap, /sources, /markers{tracks}{camera}, /diagnostics on DDS "
-              f"domain {domain_id()} ({cfg.ros.distro} types)", file=sys.stderr)
     if cfg.source.kind == "synthetic":
         scene = ", ".join(f"{s.kind} at az {s.azimuth_deg:+.0f} el {s.elevation_deg:+.0f}"
                           + (f" turning {s.azimuth_rate_deg_s:+.0f} deg/s" if s.azimuth_rate_deg_s else "")
@@ -629,7 +620,10 @@ def cmd_devices(args) -> int:
 
 
 def main(argv=None) -> int:
+    from . import ros_args
+
     parser = build_parser()
+    argv, ros_tokens = ros_args.split(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["run"] + list(argv or []))
@@ -637,6 +631,8 @@ def main(argv=None) -> int:
 
     to_stderr()
     try:
+        # ROS 2's own arguments (ros2 run / launch): namespace, node name, remaps, parameters
+        args.ros_overrides = ros_args.to_overrides(ros_tokens) if ros_tokens else {}
         return {"run": cmd_run, "record": cmd_run, "locate": cmd_locate, "bench": cmd_bench, "echo": cmd_echo, "calibrate": cmd_calibrate,
                 "engines": cmd_engines, "train": cmd_train, "devices": cmd_devices}[args.command](args)
     except AvstreamError as exc:

@@ -309,37 +309,77 @@ class TopicQos:
 
 @dataclass(frozen=True)
 class QosConfig:
-    heatmap: TopicQos = field(default_factory=TopicQos)
-    sources: TopicQos = field(default_factory=TopicQos)
+    heatmap: TopicQos = field(default_factory=TopicQos)  # heatmap/image and heatmap/camera_info
+    sources: TopicQos = field(default_factory=TopicQos)  # sources, sources_cloud, the respeaker topics
     markers: TopicQos = field(default_factory=TopicQos)
     tracks: TopicQos = field(default_factory=TopicQos)
     diagnostics: TopicQos = field(default_factory=TopicQos)
-    overlay: TopicQos = field(default_factory=TopicQos)
-    camera_info: TopicQos = field(default_factory=TopicQos)
-    engine_heatmap: TopicQos = field(default_factory=TopicQos)
-    segmentation: TopicQos = field(default_factory=TopicQos)
+    overlay: TopicQos = field(default_factory=TopicQos)  # overlay/image
+    camera_info: TopicQos = field(default_factory=TopicQos)  # overlay/camera_info
+    engine_heatmap: TopicQos = field(default_factory=TopicQos)  # engine/heatmap
+    segmentation: TopicQos = field(default_factory=TopicQos)  # engine/segmentation
+    audio: TopicQos = field(default_factory=lambda: TopicQos(depth=50))  # audio, source_audio/track_<id>
 
     def validate(self, key):
         for f in dataclasses.fields(self):
             getattr(self, f.name).validate(f"{key}.{f.name}")
 
 
+# the raw audio topic is on by default up to this many channels at this rate (a UMA-16 at 16 kHz
+# is 512 kB/s of DDS traffic: opt in with ros.audio: on)
+AUDIO_AUTO_CHANNELS = 8
+AUDIO_AUTO_RATE = 48000
+
+
 @dataclass(frozen=True)
 class RosConfig:
     """ROS 2 naming shared by every ROS transport (DDS, rclpy, MCAP recording)."""
 
-    namespace: str = "/avstream"  # topics: <namespace>/heatmap, /sources, /markers; plus /diagnostics
+    # the node's namespace and name: topics are relative (<namespace>/heatmap/image, ...), so
+    # __ns:= and remaps apply; on rclpy the node's own namespace and name (from ros2 run/launch) win
+    namespace: str = "/avstream"
+    node_name: str = "avstream"  # diagnostics are named "<namespace>/<node_name>: audio", ": camera"
+    remap: tuple[str, ...] = ()  # "from:=to" rules (the DDS path; rclpy reads -r itself)
     frame_id: str = "mic_array"  # the array frame in header.frame_id
     camera_frame_id: str = "camera_optical"  # the camera optical frame of overlay and camera_info
+    parent_frame_id: Optional[str] = None  # e.g. base_link: /tf_static gets parent -> frame_id too
+    parent_xyz: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the array's origin in the parent frame, m
+    parent_rpy_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)  # its roll, pitch, yaw in the parent frame
     distro: Literal["humble", "iron", "jazzy", "kilted"] = "jazzy"  # message definitions and type hashes
     publish: bool = True  # publish the topics live (rclpy when importable, else native DDS)
+    audio: Literal["auto", "on", "off"] = "auto"  # raw audio on `audio` (+ latched `audio_info`); auto:
+    # on up to AUDIO_AUTO_CHANNELS channels at AUDIO_AUTO_RATE Hz
+    respeaker: bool = False  # also sound_direction, sound_localization, is_speeching (respeaker_ros)
     qos: QosConfig = field(default_factory=QosConfig)  # per topic: ros.qos.heatmap.reliability, ...
 
     def validate(self, key):
+        from .sinks.ros_names import check_name
+
+        def name(value, what, absolute=False):
+            try:
+                check_name(value, what, absolute)
+            except ConfigError as exc:
+                raise _Invalid(f"{key}.{what}", str(exc)) from None
+
         _check(self.namespace == "" or self.namespace.startswith("/"), f"{key}.namespace",
                "must start with '/' (or be empty)")
+        if self.namespace.strip("/"):
+            name(self.namespace, "namespace", absolute=True)
+        name(self.node_name, "node_name")
+        for i, rule in enumerate(self.remap):
+            _check(":=" in rule, f"{key}.remap[{i}]", f"'{rule}': expected FROM:=TO")
+            for part in rule.split(":=", 1):
+                name(part, f"remap[{i}]")
         _check(bool(self.frame_id), f"{key}.frame_id", "must not be empty")
+        _check(self.parent_frame_id is None or (bool(self.parent_frame_id) and self.parent_frame_id != self.frame_id),
+               f"{key}.parent_frame_id", "must be a frame other than frame_id")
         self.qos.validate(f"{key}.qos")
+
+    def audio_on(self, channels: int, rate: int) -> bool:
+        """Whether the raw audio topic is published for this many channels at this rate."""
+        if self.audio != "auto":
+            return self.audio == "on"
+        return channels <= AUDIO_AUTO_CHANNELS and rate <= AUDIO_AUTO_RATE
 
 
 @dataclass(frozen=True)
@@ -581,6 +621,29 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             origin = "the command line"
         raise ConfigError(f"{origin}: {exc}") from None
     return cfg
+
+
+# keys a running pipeline can take (Pipeline.reconfigure, the ROS node's parameter callback): the
+# localizer is rebuilt between two blocks; every other key needs a restart
+LIVE_PREFIXES = ("localize.",)
+NOT_LIVE = {"localize.grid", "localize.update_frames"}
+
+
+def is_live(key: str) -> bool:
+    return key.startswith(LIVE_PREFIXES) and key not in NOT_LIVE
+
+
+def updated(cfg, overrides: dict):
+    """``cfg`` with dotted-key ``overrides``, validated like ``load_config``."""
+    data = to_dict(cfg)
+    for key, value in overrides.items():
+        data = _merge(data, _nest(key, value))
+    try:
+        new = _build(Config, data, "")
+        new.validate()
+    except _Invalid as exc:
+        raise ConfigError(str(exc)) from None
+    return new
 
 
 def to_dict(cfg) -> dict:

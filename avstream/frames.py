@@ -172,11 +172,12 @@ class Heatmap:
     tracks: list | None = None  # tracked sources (track.Track) when tracking is on
     source_audio: dict | None = None  # track id -> float32 beam samples of this update (separate/)
     source_audio_t: float = 0.0  # stream time of their first sample
+    audio: np.ndarray | None = None  # (n_mics, n) float32: the samples new since the last update
+    audio_t: float = 0.0  # stream time of their first sample
 
-    @property
-    def source_audio_stamp(self) -> float:
-        """Capture time (UNIX s) of the first sample of ``source_audio``."""
-        return self.stamp + (self.source_audio_t - self.t)
+    def stamp_at(self, t: float) -> float:
+        """Capture time of stream time ``t`` (e.g. ``source_audio_t``), on the source's clock."""
+        return self.stamp + (t - self.t)
 
     def to_dict(self) -> dict:
         out = {"t": round(self.t, 4), "peaks": [p.to_dict() for p in self.peaks]}

@@ -24,7 +24,7 @@ from .capture.clock import SampleClock
 from .capture.file import FileSource
 from .capture.ring import RingBuffer
 from .capture.synthetic import SyntheticScene
-from .config import Config, to_dict
+from .config import Config, is_live, to_dict, updated
 from .errors import ConfigError, InputError
 from .frames import AudioBlock
 from .geometry.arrays import load_array
@@ -117,6 +117,33 @@ def make_camera(cfg: Config, audio_source, array, rec=None):
     return camera, extrinsics, core
 
 
+def build_localizer(cfg, array, grid, sample_rate):
+    """(localizer, method name) for ``cfg`` on an array, grid and sample rate.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key: a band above Nyquist, an unknown method or a refused option.
+    """
+    st, lc = cfg.stft, cfg.localize
+    nyquist = sample_rate / 2
+    if lc.band[0] >= nyquist:
+        raise ConfigError(f"key 'localize.band': {list(lc.band)} Hz lies above Nyquist ({nyquist:g} Hz)")
+    band = (lc.band[0], min(lc.band[1], nyquist))
+    method = lc.resolve(array.n_mics)
+    try:
+        localizer = make_localizer(
+            method, array=array, grid=grid, sample_rate=sample_rate, frame=st.frame, hop=st.hop,
+            band=band, n_sources=lc.sources, exclusion_deg=lc.exclusion_deg, smoothing=lc.smoothing,
+            speed_of_sound=lc.speed_of_sound, onset_floor=lc.onset_floor, options=lc.options(method),
+            min_power=lc.min_power, min_relative=lc.min_relative)
+    except KeyError as exc:
+        raise ConfigError(f"key 'localize.method': {exc.args[0]}") from None
+    except ValueError as exc:  # the localizer names the key
+        raise ConfigError(str(exc)) from None
+    return localizer, method
+
+
 class Pipeline:
     """The stages between the audio source and the sinks, configured once.
 
@@ -143,21 +170,9 @@ class Pipeline:
             spec = f"camera:{cfg.camera.block}" if self.camera is not None else "sphere:2562"
         self.grid = parse_grid(spec, self.array, view)
         st, lc = cfg.stft, cfg.localize
-        nyquist = self.sample_rate / 2
-        if lc.band[0] >= nyquist:
-            raise ConfigError(f"key 'localize.band': {list(lc.band)} Hz lies above Nyquist ({nyquist:g} Hz)")
-        band = (lc.band[0], min(lc.band[1], nyquist))
-        self.method = lc.resolve(self.array.n_mics)
-        try:
-            self.localizer = make_localizer(
-                self.method, array=self.array, grid=self.grid, sample_rate=self.sample_rate, frame=st.frame, hop=st.hop,
-                band=band, n_sources=lc.sources, exclusion_deg=lc.exclusion_deg, smoothing=lc.smoothing,
-                speed_of_sound=lc.speed_of_sound, onset_floor=lc.onset_floor, options=lc.options(self.method),
-                min_power=lc.min_power, min_relative=lc.min_relative)
-        except KeyError as exc:
-            raise ConfigError(f"key 'localize.method': {exc.args[0]}") from None
-        except ValueError as exc:  # the localizer names the key
-            raise ConfigError(str(exc)) from None
+        self.localizer, self.method = build_localizer(cfg, self.array, self.grid, self.sample_rate)
+        self._pending = None  # a configuration to switch to between two blocks (reconfigure)
+        self._pending_lock = threading.Lock()
         self.tracker = None
         self.track_log: dict = {}  # track id -> first and last detection, last direction (the summary)
         if cfg.track.enabled:
@@ -177,7 +192,11 @@ class Pipeline:
 
             self.separate = SourceAudio(self.array, self.sample_rate, st.hop * lc.update_frames,
                                         (lc.update_frames - 1) * st.hop + st.frame, lc.speed_of_sound)
-        keep = max(self.engines.keep_samples if self.engines else 0, self.separate.keep_samples if self.separate else 0)
+        # the microphones' own samples, every one once, for the ROS audio topic
+        self.raw_audio = cfg.ros.audio_on(self.array.n_mics, self.sample_rate) and any(s.takes_audio for s in sinks)
+        window = (lc.update_frames - 1) * st.hop + st.frame
+        keep = max(self.engines.keep_samples if self.engines else 0, self.separate.keep_samples if self.separate else 0,
+                   window if self.raw_audio else 0)
         self.frontend = AudioFrontEnd(self.array, self.sample_rate, st.frame, st.hop, st.window, lc.update_frames,
                                       cfg.source.block, keep)
         # an update covers (update_frames - 1) hops plus one frame; frames pair with its middle
@@ -222,6 +241,34 @@ class Pipeline:
     def flag_counts(self):
         return self.frontend.flag_counts
 
+    def reconfigure(self, overrides: dict):
+        """Switch to the configuration with ``overrides`` (live keys only: ``config.is_live``) from the
+        next block on; safe from another thread (a ROS parameter callback). Returns the new
+        configuration.
+
+        Raises
+        ------
+        ConfigError
+            For a key that needs a restart, or a value the configuration refuses (nothing changes).
+        """
+        fixed = sorted(k for k in overrides if not is_live(k))
+        if fixed:
+            raise ConfigError(f"{', '.join(fixed)}: read-only while running (restart to change)")
+        cfg = updated(self.cfg, overrides)
+        # built here, so a bad value fails in the caller, not in the processing thread
+        localizer, method = build_localizer(cfg, self.array, self.grid, self.sample_rate)
+        with self._pending_lock:
+            self._pending = (cfg, localizer, method)
+        return cfg
+
+    def _apply_pending(self):
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self.cfg, self.localizer, self.method = pending
+            log.info("now %s, %s", self.method, ", ".join(f"{k} {v}" for k, v in sorted(
+                {"band": list(self.cfg.localize.band), "sources": self.cfg.localize.sources}.items())))
+
     # --- metadata ------------------------------------------------------------------------
     def meta(self) -> dict:
         return {"array": self.array.describe(), "method": self.method, "grid": self.grid.definition,
@@ -259,6 +306,8 @@ class Pipeline:
     # --- synchronous core ----------------------------------------------------------------
     def process_block(self, block: AudioBlock) -> list:
         """Run one block through the chain; return the heatmaps it completed (already sent)."""
+        if self._pending is not None:
+            self._apply_pending()
         if self.recorder is not None:
             self.recorder.audio(block)
         return [self._update(win) for win in self.frontend.process(block, self.max_samples)]
@@ -275,6 +324,10 @@ class Pipeline:
             if self.recorder is not None:
                 for frame in self.video.frames_since(self.recorder.last_seq):
                     self.recorder.frame(frame)
+        if self.raw_audio and win.samples is not None and win.new_samples > 0:
+            new = min(win.new_samples, win.samples.shape[1])
+            hm.audio = win.samples[:, -new:].copy()
+            hm.audio_t = win.t + (self.frontend.window_samples - new) / self.sample_rate
         if self.engines is not None:
             self.engines.process(hm, win)
         if self.tracker is not None:  # after the engines: a track carries its peak's speech probability
@@ -384,9 +437,13 @@ class Pipeline:
                 if blk is None:
                     if self.ring.closed:
                         break
-                    if time.monotonic() - last_data > STALL_SECONDS:
+                    quiet = time.monotonic() - last_data
+                    if quiet > STALL_SECONDS:
                         raise InputError(f"the audio source delivered nothing for {STALL_SECONDS:g} s "
                                          f"(device unplugged or stalled?)")
+                    if quiet >= 1.0:  # the read times out every 0.5 s: live outputs hear of it
+                        for sink in self.sinks:
+                            sink.stalled(quiet)
                     continue
                 last_data = time.monotonic()
                 blk.seq = seq

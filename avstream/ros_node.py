@@ -13,8 +13,9 @@ import typing
 
 from .config import Config, load_config, to_dict
 
-# keys that are not scalars or are structured lists: configured through a YAML file instead
-_NOT_PARAMETERS = {"source.scene.sources"}
+# keys that are not ROS parameters: structured lists (a YAML file sets them), and the node's
+# namespace, name and remaps, which ROS itself gives a node (__ns:=, __node:=, -r)
+_NOT_PARAMETERS = {"source.scene.sources", "ros.namespace", "ros.node_name", "ros.remap"}
 # ROS parameters cannot be null and have a fixed type: for an optional key, this value of its
 # type stands for null ("not set")
 _UNSET = {str: "", float: 0.0, int: 0}
@@ -79,22 +80,42 @@ def main(argv=None) -> int:
 
 
 def _run_rclpy(argv) -> int:  # pragma: no cover - needs a ROS 2 installation
+    """The node on rclpy: parameters declared with descriptors (read-only unless the running
+    pipeline can take a change: ``config.is_live``), changes applied through a parameter
+    callback, the namespace and remaps rclpy's own."""
     import threading
 
     import rclpy
+    from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 
+    from .config import RosConfig, is_live
+    from .errors import ConfigError
     from .logs import to_ros
     from .pipeline import Pipeline
     from .sinks.assemble import build_sinks
 
     rclpy.init(args=argv)
-    node = rclpy.create_node("avstream")
+    # the default namespace; ros2 run/launch (__ns:=) replace it
+    node = rclpy.create_node(RosConfig.node_name, namespace=RosConfig.namespace)
     to_ros(node)
-    for key, default in parameter_defaults().items():
-        node.declare_parameter(key, default)
-    values = {k: node.get_parameter(k).value for k in parameter_defaults()}
-    cfg = load_config(None, overrides_from_parameters(values))
+    defaults = parameter_defaults()
+    for key, default in defaults.items():
+        node.declare_parameter(key, default, ParameterDescriptor(
+            description=f"avstream configuration key {key}" + ("" if is_live(key) else " (restart to change)"),
+            read_only=not is_live(key)))
+    values = {k: node.get_parameter(k).value for k in defaults}
+    cfg = load_config(None, {**overrides_from_parameters(values), "ros.namespace": node.get_namespace(),
+                             "ros.node_name": node.get_name()})
     pipe = Pipeline(cfg, build_sinks(cfg, node=node))
+
+    def on_set(params):
+        try:
+            pipe.reconfigure(overrides_from_parameters({p.name: p.value for p in params}))
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
     spin = threading.Thread(target=rclpy.spin, args=(node,), daemon=True)
     spin.start()
     try:

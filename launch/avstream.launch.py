@@ -32,8 +32,13 @@ ARGUMENTS = [
      "Localization method: auto (tf_sparse on arrays of up to 4 microphones, else srp_phat), srp_phat, "
      "tf_sparse, mvdr, music or clean_sc", str),
     ("sources", "localize.sources", "3", "At most this many sources per update", int),
-    ("namespace", "ros.namespace", "/avstream", "Topic namespace (heatmap, sources, markers, tracks)", str),
     ("frame_id", "ros.frame_id", "mic_array", "Array frame in header.frame_id", str),
+    ("camera_frame_id", "ros.camera_frame_id", "camera_optical", "Camera optical frame (/tf_static child of frame_id)", str),
+    ("parent_frame_id", "ros.parent_frame_id", "",
+     "Parent of frame_id in /tf_static (e.g. base_link; pose from ros.parent_xyz, ros.parent_rpy_deg); empty = none", str),
+    ("audio", "ros.audio", "auto", "Raw audio topic: auto (up to 8 channels at 48 kHz), on or off", str),
+    ("respeaker", "ros.respeaker", "false", "Also respeaker_ros's sound_direction, sound_localization, is_speeching",
+     bool),
     ("zmq_endpoint", "zmq.endpoint", "tcp://127.0.0.1:5556", "ZeroMQ PUB endpoint for dashboards; empty = off", str),
     ("record", "output.record", "", "MCAP file recording every topic; empty = off", str),
     ("engine", "engine.path", "", "Audio-visual engine ONNX file (needs a camera); empty = none", str),
@@ -49,7 +54,12 @@ def generate_launch_description():
         description="ROS parameters file (keys as in avstream's configuration)")]
     declared += [DeclareLaunchArgument(name, default_value=default, description=text)
                  for name, _, default, text, _ in ARGUMENTS]
+    declared.append(DeclareLaunchArgument(
+        "namespace", default_value="/avstream",
+        description="The node's namespace: its topics are <namespace>/heatmap/image, /sources, ... (a second "
+                    "array runs beside the first under another namespace)"))
     node = Node(package="avstream", executable="avstream_node", name="avstream", output="screen",
+                namespace=LaunchConfiguration("namespace"),
                 parameters=[params_file, {key: ParameterValue(LaunchConfiguration(name), value_type=kind)
                                          for name, key, _, _, kind in ARGUMENTS}])
     return LaunchDescription(declared + [node])

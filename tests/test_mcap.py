@@ -21,6 +21,11 @@ def record(tmp_path, grid="sphere:642", seconds=1.5):
     return path, keep, pipe
 
 
+def hdr(msg):
+    """A decoded header as a comparable tuple."""
+    return msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id
+
+
 class Decoded:
     def __init__(self, channel, message, ros_msg):
         self.topic, self.log_time_ns, self.ros_msg = channel.topic, message.log_time, ros_msg
@@ -42,17 +47,37 @@ def by_topic(path):
 def test_mcap_reads_back_message_for_message(tmp_path, grid):
     path, keep, pipe = record(tmp_path, grid)
     topics = by_topic(path)
-    audio = {t for t in topics if t.startswith("/avstream/audio/")}  # each track's audio: test_separate
-    assert set(topics) - audio == {"/avstream/heatmap", "/avstream/sources", "/avstream/markers", "/diagnostics",
-                                   "/avstream/overlay", "/avstream/camera_info", "/avstream/tracks", "/tf_static"}
+    audio = {t for t in topics if t.startswith("/avstream/source_audio/")}  # each track's audio: test_separate
+    # no raw audio topic: 16 microphones are above ros.audio's "auto" limit
+    assert set(topics) - audio == {"/avstream/heatmap/image", "/avstream/sources", "/avstream/sources_cloud",
+                                   "/avstream/markers", "/diagnostics", "/avstream/overlay/image",
+                                   "/avstream/overlay/camera_info", "/avstream/tracks", "/tf_static"}
     # tracks (vision_msgs/Detection3DArray): mcap-ros2-support decodes them from the schema the
     # file carries; the ids are the tracks' of the same update
     for hm, tr in zip(keep.maps, topics["/avstream/tracks"]):
         assert [d.id for d in tr.ros_msg.detections] == [str(t.id) for t in hm.tracks]
     assert any(tr.ros_msg.detections for tr in topics["/avstream/tracks"])
-    images, poses = topics["/avstream/heatmap"], topics["/avstream/sources"]
-    assert len(images) == len(poses) == len(keep.maps) > 20
+    images, poses = topics["/avstream/heatmap/image"], topics["/avstream/sources"]
+    clouds = topics["/avstream/sources_cloud"]
+    assert len(images) == len(poses) == len(clouds) == len(keep.maps) > 20
     assert 1 <= len(topics["/diagnostics"]) <= 3  # 1 Hz over 1.5 s
+    # one status per device, named after the node (namespace/name), the devices' hardware ids
+    diag = topics["/diagnostics"][0].ros_msg
+    assert [s.name for s in diag.status] == ["avstream/avstream: audio", "avstream/avstream: camera",
+                                             "avstream/avstream: publishing"]
+    assert diag.status[0].hardware_id == keep.maps[0].status["device"] and diag.status[0].level == 0
+    assert diag.status[1].hardware_id == "synthetic camera"
+    # sources_cloud: x, y, z, intensity float32 per source, intensity = power (as odas_ros)
+    for hm, cl in zip(keep.maps, clouds):
+        m = cl.ros_msg
+        assert [(f.name, f.offset, f.datatype, f.count) for f in m.fields] == [
+            ("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("intensity", 12, 7, 1)]
+        assert m.height == 1 and m.width == len(hm.peaks) and m.point_step == 16 and m.header.frame_id == "mic_array"
+        pts = np.frombuffer(bytes(m.data), "<f4").reshape(-1, 4)
+        for row, peak in zip(pts, hm.peaks):
+            assert np.allclose(row[:3], to_unit(peak.azimuth_deg, peak.elevation_deg), atol=1e-6)
+            assert row[3] == np.float32(peak.power)
+    assert any(len(cl.ros_msg.fields) and cl.ros_msg.width for cl in clouds)
     from avstream.sinks.ros_format import RosFormatter
 
     fmt = RosFormatter(pipe.grid)
@@ -77,12 +102,23 @@ def test_mcap_reads_back_message_for_message(tmp_path, grid):
 
 
 def test_overlay_and_camera_info_topics(tmp_path):
-    """With a camera, /avstream/overlay (bgr8, the very overlay image) and /avstream/camera_info
-    (the camera's intrinsics) are recorded, both stamped with the frame's capture time in the
-    camera optical frame, so image_transport and RViz pair them."""
+    """With a camera, overlay/image (bgr8, the very overlay image) and its sibling
+    overlay/camera_info (the camera's intrinsics) are recorded, both stamped with the frame's
+    capture time in the camera optical frame, so image_transport and RViz pair them. A
+    camera-grid heatmap is an image of the picture too: heatmap/image in the optical frame,
+    beside heatmap/camera_info with the same header and binning = the block size."""
     path, keep, pipe = record(tmp_path, "camera:16", 1.0)
     topics = by_topic(path)
-    overlays, infos = topics["/avstream/overlay"], topics["/avstream/camera_info"]
+    heat, heat_infos = topics["/avstream/heatmap/image"], topics["/avstream/heatmap/camera_info"]
+    assert len(heat) == len(heat_infos) == len(keep.maps)
+    for hm, im, ci in zip(keep.maps, heat, heat_infos):
+        assert hdr(im.ros_msg) == hdr(ci.ros_msg) and im.ros_msg.header.frame_id == "camera_optical"
+        assert im.log_time_ns == int(round(hm.stamp * 1e9))  # the audio's capture time
+        info = ci.ros_msg
+        assert info.binning_x == info.binning_y == 16 and (info.width, info.height) == (640, 480)
+        assert (im.ros_msg.width, im.ros_msg.height) == (640 // 16, 480 // 16)
+        assert np.allclose(np.reshape(info.k, (3, 3)), pipe.camera.K)
+    overlays, infos = topics["/avstream/overlay/image"], topics["/avstream/overlay/camera_info"]
     assert len(overlays) == len(infos) == len(keep.maps) > 10
     for hm, ov, ci in zip(keep.maps, overlays, infos):
         m = ov.ros_msg
@@ -92,6 +128,7 @@ def test_overlay_and_camera_info_topics(tmp_path):
         stamp = int(round(hm.frame.stamp * 1e9))
         assert ov.log_time_ns == ci.log_time_ns == stamp
         assert (m.header.stamp.sec * 10**9 + m.header.stamp.nanosec) == stamp
+        assert hdr(ci.ros_msg) == hdr(m)
         info = ci.ros_msg
         assert info.distortion_model == "plumb_bob" and (info.width, info.height) == (640, 640 * 3 // 4)
         assert np.allclose(np.reshape(info.k, (3, 3)), pipe.camera.K) and np.allclose(info.d, pipe.camera.D)
@@ -101,8 +138,9 @@ def test_no_camera_no_camera_topics(tmp_path):
     path = tmp_path / "rec.mcap"
     cfg = load_config(None, {"duration": 0.5, "camera.source": "none"})
     Pipeline(cfg, [McapSink(path)]).run_sync()
-    topics = {t for t in by_topic(path) if not t.startswith("/avstream/audio/")}  # track audio: test_separate
-    assert topics == {"/avstream/heatmap", "/avstream/sources", "/avstream/markers", "/diagnostics", "/avstream/tracks"}
+    topics = {t for t in by_topic(path) if not t.startswith("/avstream/source_audio/")}  # track audio: test_separate
+    assert topics == {"/avstream/heatmap/image", "/avstream/sources", "/avstream/sources_cloud", "/avstream/markers",
+                      "/diagnostics", "/avstream/tracks"}
 
 
 def test_mcap_cdr_decodes_with_rosbags(tmp_path):
@@ -116,7 +154,7 @@ def test_mcap_cdr_decodes_with_rosbags(tmp_path):
         reader = make_reader(fh)
         assert reader.get_header().profile == "ros2"
         n = 0
-        for schema, channel, message in reader.iter_messages(topics=["/avstream/heatmap"]):
+        for schema, channel, message in reader.iter_messages(topics=["/avstream/heatmap/image"]):
             assert schema.encoding == "ros2msg" and channel.message_encoding == "cdr"
             assert message.data[:4] == b"\x00\x01\x00\x00"  # plain CDR, little endian
             img = ts.deserialize_cdr(message.data, schema.name)
@@ -130,8 +168,8 @@ def test_run_record_cli(tmp_path):
     p = run_cli("run", "--duration", "1", "--record", path, "--no-status", timeout=120)
     assert p.returncode == 0, p.stderr
     topics = by_topic(path)
-    assert len(topics["/avstream/heatmap"]) >= 14
-    stamps = [m.log_time_ns for m in topics["/avstream/heatmap"]]
+    assert len(topics["/avstream/heatmap/image"]) >= 14
+    stamps = [m.log_time_ns for m in topics["/avstream/heatmap/image"]]
     assert stamps == sorted(stamps) and abs(stamps[0] / 1e9 - __import__("time").time()) < 120  # UNIX epoch
 
 

@@ -26,7 +26,7 @@ def build_sinks(cfg, node=None) -> list:
     if o.record:
         from .mcap_sink import McapSink
 
-        sinks.append(McapSink(o.record, ros.namespace, ros.frame_id, ros.distro))
+        sinks.append(McapSink(o.record, ros))
     if cfg.zmq.endpoint:
         from .zmq_sink import ZmqSink
 
@@ -36,11 +36,11 @@ def build_sinks(cfg, node=None) -> list:
     if node is not None:
         from .rclpy_sink import RclpySink
 
-        sinks.append(RclpySink(node, ros.namespace, ros.frame_id, ros.distro, qos=ros.qos))
+        sinks.append(RclpySink(node, ros))
     elif ros.publish:
         from .dds_sink import DdsSink
 
-        sinks.append(DdsSink(ros.namespace, ros.frame_id, ros.distro, qos=ros.qos))
+        sinks.append(DdsSink(ros))
     path = o.overlay
     if path == "auto":
         path = DEMO_OVERLAY if cfg.camera_source == "synthetic" else None

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 class Sink:
     takes_source_audio = False  # True: the pipeline computes each track's audio (separate/) for it
+    takes_audio = False  # True: each heatmap carries the microphones' new samples (``Heatmap.audio``)
 
     def open(self, meta: dict) -> None:
         """Called once before the first heatmap with the array, grid and configuration."""
 
     def write(self, heatmap) -> None:
         raise NotImplementedError
+
+    def stalled(self, seconds: float) -> None:
+        """Called about once a second while the audio source delivers nothing (before the run
+        fails), so live outputs can say so."""
 
     def close(self, summary: dict) -> None:
         """Called once at the end with the summary (dominant sources, counters)."""

@@ -13,12 +13,17 @@ from .ros_format import RosFormatter
 
 
 class McapSink(Sink):
-    """Writes heatmap, sources, tracks, markers, diagnostics (1 Hz) and, with tracking, each
-    track's audio (``audio/track_<id>``) to ``path``."""
+    """Writes every topic the DDS path publishes (same names, same bytes) and, with tracking,
+    each track's audio (``source_audio/track_<id>``) to ``path``."""
 
-    def __init__(self, path, namespace="/avstream", frame_id="mic_array", distro="jazzy", source_audio=True):
+    def __init__(self, path, ros=None, source_audio=True):
+        from ..config import RosConfig
+        from .ros_names import RosNames
+
         self.path = str(path)
-        self.namespace, self.frame_id, self.distro = namespace, frame_id, distro
+        self.ros = ros if ros is not None else RosConfig()
+        self.names = RosNames.from_config(self.ros)
+        self.takes_audio = self.ros.audio != "off"
         self._fh = None
         self._writer = None
         self._channels: dict = {}
@@ -28,7 +33,7 @@ class McapSink(Sink):
     def open(self, meta):
         from mcap.writer import Writer
 
-        self.fmt = RosFormatter.for_run(meta, self.namespace, self.frame_id, self.distro)
+        self.fmt = RosFormatter.for_run(meta, self.ros, self.names)
         try:
             self._fh = open(self.path, "wb")
         except OSError as exc:
@@ -37,10 +42,9 @@ class McapSink(Sink):
             raise ConfigError(f"--record {self.path}: cannot write ({exc.strerror})") from None
         self._writer = Writer(self._fh)
         self._writer.start(profile="ros2", library="avstream")
-        static = self.fmt.static_transform(time.time_ns())
-        if static is not None:  # once, at the start: players and Foxglove latch /tf_static
-            self._writer.add_message(channel_id=self._channel(static.topic, static.typename), log_time=static.stamp_ns,
-                                     publish_time=static.stamp_ns, data=static.cdr)
+        for m in self.fmt.latched(time.time_ns()):  # once, at the start: players and Foxglove latch them
+            self._writer.add_message(channel_id=self._channel(m.topic, m.typename), log_time=m.stamp_ns,
+                                     publish_time=m.stamp_ns, data=m.cdr)
             self.n_messages += 1
 
     def _channel(self, topic, typename):

@@ -22,39 +22,67 @@ def _msg_class(typename):
 
 
 class RclpySink(Sink):
-    def __init__(self, node, namespace="/avstream", frame_id="mic_array", distro="jazzy", qos=None):
-        self.node, self.namespace, self.frame_id, self.distro = node, namespace, frame_id, distro
-        self.qos = qos
+    """The topics through rclpy: publishers take the relative names, so rclpy applies the node's
+    namespace, remaps and QoS overrides (``qos_overrides.<topic>.publisher.*`` parameters)."""
+
+    def __init__(self, node, ros=None):
+        from ..config import RosConfig
+        from .ros_names import RosNames
+
+        self.node = node
+        self.ros = ros if ros is not None else RosConfig()
+        # the node's own namespace and name (ros2 run/launch set them); remaps are rclpy's to apply
+        self.names = RosNames(node.get_namespace(), node.get_name())
+        self.takes_audio = self.ros.audio != "off"
         self._pubs: dict = {}
+        self._device = ""
+        self.failed = 0
 
     def open(self, meta):
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.qos_overriding_options import QoSOverridingOptions
 
-        self.fmt = RosFormatter.for_run(meta, self.namespace, self.frame_id, self.distro)
-        for kind, (topic, typename) in self.fmt.topic_types().items():
-            q = getattr(self.qos, kind) if self.qos is not None else None
-            profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=q.depth if q else 5,
-                                 durability=DurabilityPolicy.VOLATILE,
-                                 reliability=ReliabilityPolicy.BEST_EFFORT if q and q.reliability == "best_effort"
-                                 else ReliabilityPolicy.RELIABLE)
+        self.fmt = RosFormatter.for_run(meta, self.ros, self.names)
+        for kind, (topic, typename, qos_key) in self.fmt.topic_types().items():
+            q = getattr(self.ros.qos, qos_key) if qos_key else None
+            if q is None:  # latched, as tf2_ros.StaticTransformBroadcaster does
+                profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                                     durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+            else:
+                profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=q.depth, durability=DurabilityPolicy.VOLATILE,
+                                     reliability=ReliabilityPolicy.BEST_EFFORT if q.reliability == "best_effort"
+                                     else ReliabilityPolicy.RELIABLE)
             try:
                 cls = _msg_class(typename)
             except ImportError:
                 log.warning("%s: %s is not installed (e.g. ros-<distro>-vision-msgs); topic not published", topic,
                             typename.split("/")[0])
                 continue
-            self._pubs[topic] = self.node.create_publisher(cls, topic, profile)
-        static = self.fmt.static_transform(self.node.get_clock().now().nanoseconds)
-        if static is not None:  # latched for late joiners, as tf2_ros.StaticTransformBroadcaster does
-            latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                                 reliability=ReliabilityPolicy.RELIABLE)
-            self._pubs[static.topic] = self.node.create_publisher(_msg_class(static.typename), static.topic, latched)
-            self._pubs[static.topic].publish(static.cdr)
+            self._pubs[topic] = self.node.create_publisher(
+                cls, self.names.relative(topic), profile,
+                qos_overriding_options=QoSOverridingOptions.with_default_policies() if q is not None else None)
+        for m in self.fmt.latched(self.node.get_clock().now().nanoseconds):
+            self._publish(m)
 
     def write(self, heatmap):
+        if heatmap.status:
+            self._device = str(heatmap.status.get("device", ""))
         for m in self.fmt.messages(heatmap):
-            if m.topic in self._pubs:
-                self._pubs[m.topic].publish(m.cdr)
+            self._publish(m)
+
+    def stalled(self, seconds):
+        self._publish(self.fmt.stalled(seconds, self.node.get_clock().now().nanoseconds, self._device))
+
+    def _publish(self, m):
+        pub = self._pubs.get(m.topic)
+        if pub is None:
+            return
+        try:
+            pub.publish(m.cdr)
+        except Exception as exc:  # counted in diagnostics, logged once per kind of failure
+            self.failed += 1
+            self.fmt.failed_writes = self.failed
+            log.debug("publishing %s failed: %s", m.topic, exc)
 
     def close(self, summary):
         for p in self._pubs.values():
