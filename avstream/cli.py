@@ -357,9 +357,10 @@ def cmd_run(args) -> int:
     # the status line rewrites itself with \r: only on a terminal, unless AVSTREAM_STATUS=1
     show = cfg.output.status and (sys.stderr.isatty() or os.environ.get("AVSTREAM_STATUS") == "1")
     status = StatusLine() if show else None
-    if cfg.zmq.endpoint:
-        print(f"avstream: ZeroMQ stream on {cfg.zmq.endpoint} (check it: avstream echo {cfg.zmq.endpoint})",
-              file=sys.stderr)
+    from .sinks.zmq_sink import ZmqSink
+
+    for z in (s for s in sinks if isinstance(s, ZmqSink)):
+        print(f"avstream: ZeroMQ stream on {z.endpoint} (check it: avstream echo {z.endpoint})", file=sys.stderr)
     pipe = Pipeline(cfg, sinks, status=status)
     if cfg.source.kind == "synthetic":
         scene = ", ".join(f"{s.kind} at az {s.azimuth_deg:+.0f} el {s.elevation_deg:+.0f}"

@@ -506,6 +506,8 @@ def _coerce(tp, value, key):
                 continue
         raise _Invalid(key, f"expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
+        if isinstance(value, bool) and {"on", "off"} <= set(typing.get_args(tp)):
+            value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as true/false
         if value in typing.get_args(tp):
             return value
         raise _Invalid(key, f"expected {_type_name(tp)}, got {value!r}")

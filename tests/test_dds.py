@@ -12,7 +12,8 @@ from helpers import ROOT, jsonl, run_cli
 pytest.importorskip("cyclonedds")
 pytest.importorskip("rosbags")
 
-TOPICS = {"/avstream/heatmap": "sensor_msgs/msg/Image", "/avstream/sources": "geometry_msgs/msg/PoseArray",
+TOPICS = {"/avstream/heatmap/image": "sensor_msgs/msg/Image", "/avstream/sources": "geometry_msgs/msg/PoseArray",
+          "/avstream/sources_cloud": "sensor_msgs/msg/PointCloud2",
           "/avstream/markers": "visualization_msgs/msg/MarkerArray", "/avstream/tracks": "vision_msgs/msg/Detection3DArray",
           "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
 
@@ -26,10 +27,13 @@ from cyclonedds._clayer import ddspy_take
 from avstream.sinks.ros_format import typestore
 from avstream.sinks.dds_types import IdlTypes
 topics = eval(sys.argv[2])
+mins = eval(sys.argv[5]) if len(sys.argv) > 5 else {}  # stop once each topic has this many
 dp = DomainParticipant(int(sys.argv[1]))
 idl = IdlTypes(typestore("jazzy"))
 qos = Qos(Policy.Reliability.Reliable(0), Policy.History.KeepLast(500))
-readers = {t: DataReader(dp, Topic(dp, "rt" + t, idl[m]), qos=qos) for t, m in topics.items()}
+latched = Qos(Policy.Reliability.Reliable(0), Policy.Durability.TransientLocal, Policy.History.KeepLast(1))
+readers = {t: DataReader(dp, Topic(dp, "rt" + t, idl[m]), qos=latched if t.endswith("_info") and m.endswith(
+    "AudioInfo") else qos) for t, m in topics.items()}
 print("ready", flush=True)
 got = {t: [] for t in topics}
 mask = SampleState.Any | ViewState.Any | InstanceState.Any
@@ -38,8 +42,8 @@ while time.time() - t0 < float(sys.argv[3]):
     for t, r in readers.items():
         items = ddspy_take(r._ref, mask, 100)
         if isinstance(items, list):
-            got[t].extend(bytes(b) for b, info in items)
-    if len(got["/avstream/heatmap"]) >= 30 and len(got["/diagnostics"]) >= 2:
+            got[t].extend(bytes(b) for b, info in items if info.valid_data)  # not the writer's goodbye
+    if mins and all(len(got[t]) >= n for t, n in mins.items()):
         break
     time.sleep(0.02)
 pickle.dump({"got": got}, open(sys.argv[4], "wb"))
@@ -50,7 +54,8 @@ def test_dds_reader_in_another_process(tmp_path):
     domain = str(100 + os.getpid() % 100)
     env = dict(os.environ, PYTHONPATH=str(ROOT), ROS_DOMAIN_ID=domain)
     out = tmp_path / "got.pkl"
-    reader = subprocess.Popen([sys.executable, "-c", READER, domain, repr(TOPICS), "40", str(out)], env=env,
+    reader = subprocess.Popen([sys.executable, "-c", READER, domain, repr(TOPICS), "40", str(out),
+                               repr({"/avstream/heatmap/image": 30, "/diagnostics": 2})], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert reader.stdout.readline().strip() == "ready", reader.stderr.read()
     mcap = tmp_path / "same.mcap"
@@ -82,13 +87,14 @@ def test_dds_reader_in_another_process(tmp_path):
 
     recorded = {}
     with open(mcap, "rb") as fh:
-        for _, channel, message in make_reader(fh).iter_messages(topics=["/avstream/heatmap"]):
+        for _, channel, message in make_reader(fh).iter_messages(topics=["/avstream/heatmap/image"]):
             recorded[message.log_time] = message.data
     matched = 0
-    for raw in got["/avstream/heatmap"]:
+    for raw in got["/avstream/heatmap/image"]:
         img = ts.deserialize_cdr(raw, "sensor_msgs/msg/Image")
         ns = img.header.stamp.sec * 1_000_000_000 + img.header.stamp.nanosec
-        assert img.encoding == "32FC1" and img.header.frame_id == "mic_array" and img.step == 4 * img.width
+        # the demo's heatmap is registered to its camera: an image of the picture, in its optical frame
+        assert img.encoding == "32FC1" and img.header.frame_id == "camera_optical" and img.step == 4 * img.width
         if ns in recorded:
             assert bytes(recorded[ns]) == raw[: len(recorded[ns])]
             matched += 1
@@ -109,15 +115,19 @@ def test_dds_reader_in_another_process(tmp_path):
                                                                                                             "sound")
             assert 0 < d.results[0].hypothesis.score <= 1 and d.header.frame_id == "mic_array"
     diag = ts.deserialize_cdr(got["/diagnostics"][-1], "diagnostic_msgs/msg/DiagnosticArray")
-    keys = {kv.key: kv.value for kv in diag.status[0].values}
-    assert diag.status[0].level == 0 and keys["dropped_blocks"] == "0" and int(keys["updates"]) > 0
-    assert keys["device"] == "SyntheticScene" and keys["device_state"] == "running" and "latency_s" in keys
+    audio, camera, publishing = diag.status
+    assert audio.name == "avstream/avstream: audio" and camera.name == "avstream/avstream: camera"
+    keys = {kv.key: kv.value for kv in audio.values}
+    assert audio.level == 0 and keys["dropped_blocks"] == "0" and int(keys["updates"]) > 0
+    assert audio.hardware_id == "SyntheticScene" and keys["device_state"] == "running" and "latency_s" in keys
+    assert camera.level == 0 and camera.hardware_id == "synthetic camera"
+    assert publishing.level == 0 and {kv.key: kv.value for kv in publishing.values} == {"failed_writes": "0"}
 
     # cyclonedds' own decoder (the generated mirror types) agrees with rosbags
     from avstream.sinks.dds_types import IdlTypes
 
-    mirror = IdlTypes(ts)["sensor_msgs/msg/Image"].deserialize(got["/avstream/heatmap"][0])
-    first = ts.deserialize_cdr(got["/avstream/heatmap"][0], "sensor_msgs/msg/Image")
+    mirror = IdlTypes(ts)["sensor_msgs/msg/Image"].deserialize(got["/avstream/heatmap/image"][0])
+    first = ts.deserialize_cdr(got["/avstream/heatmap/image"][0], "sensor_msgs/msg/Image")
     assert (mirror.height, mirror.width, mirror.encoding) == (first.height, first.width, first.encoding)
     assert bytes(mirror.data) == first.data.tobytes()
 
@@ -144,8 +154,9 @@ def test_writers_advertise_ros_names_and_type_hash(distro):
     from avstream.geometry.grids import parse_grid
     from avstream.sinks.dds_sink import DdsSink
 
-    cfg = load_config(None, {"ros.qos.heatmap.reliability": "best_effort", "ros.qos.heatmap.depth": 1})
-    sink = DdsSink(distro=distro, qos=cfg.ros.qos)
+    cfg = load_config(None, {"ros.qos.heatmap.reliability": "best_effort", "ros.qos.heatmap.depth": 1,
+                             "ros.distro": distro})
+    sink = DdsSink(cfg.ros)
     sink.open({"grid_object": parse_grid("fov:90,70:64,48")})
     try:
         assert set(sink._writers) == set(TOPICS)
@@ -159,7 +170,7 @@ def test_writers_advertise_ros_names_and_type_hash(distro):
                 assert ud is None
             else:
                 assert ud.data == f"typehash={sink.fmt.type_hash(typename)};".encode()
-            if topic == "/avstream/heatmap":  # configured per topic
+            if topic == "/avstream/heatmap/image":  # configured per topic
                 assert qos[Policy.History] == Policy.History.KeepLast(1)
                 assert qos[Policy.Reliability] == Policy.Reliability.BestEffort
             else:  # the default: reliable, keep-last 5
@@ -175,7 +186,8 @@ def test_a_reliable_reader_that_dies_does_not_touch_the_node(tmp_path):
 
     domain = str(100 + (os.getpid() + 7) % 100)
     env = dict(os.environ, PYTHONPATH=str(ROOT), ROS_DOMAIN_ID=domain)
-    reader = subprocess.Popen([sys.executable, "-c", READER, domain, repr(TOPICS), "60", str(tmp_path / "r.pkl")],
+    reader = subprocess.Popen([sys.executable, "-c", READER, domain, repr(TOPICS), "60", str(tmp_path / "r.pkl"),
+                               repr({"/avstream/heatmap/image": 30, "/diagnostics": 2})],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert reader.stdout.readline().strip() == "ready"
     out = tmp_path / "o.jsonl"
@@ -264,3 +276,126 @@ def test_tf_static_reaches_a_late_joining_reader(tmp_path):
     t = tf.transform.translation
     # the camera's origin in the array frame maps to the optical frame's origin
     assert np.allclose(ext.rotation @ np.array([t.x, t.y, t.z]) + ext.translation, 0.0, atol=1e-9)
+
+
+def _reader(tmp_path, domain, topics, mins, seconds=60, env=None):
+    out = tmp_path / f"got{len(list(tmp_path.glob('got*')))}.pkl"
+    e = dict(os.environ, PYTHONPATH=str(ROOT), ROS_DOMAIN_ID=domain, **(env or {}))
+    reader = subprocess.Popen([sys.executable, "-c", READER, domain, repr(topics), str(seconds), str(out), repr(mins)],
+                              env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().strip() == "ready", reader.stderr.read()
+    return reader, out
+
+
+def _run(domain, *args, env=None):
+    e = dict(os.environ, PYTHONPATH=str(ROOT), ROS_DOMAIN_ID=domain, **(env or {}))
+    return subprocess.Popen([sys.executable, "-m", "avstream", "run", "--no-status", "--no-overlay", *map(str, args)],
+                            env=e, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _received(reader, out):
+    _, err = reader.communicate(timeout=120)
+    assert out.exists(), err[-2000:]
+    return pickle.load(open(out, "rb"))["got"]
+
+
+def test_two_namespaces_side_by_side(tmp_path):
+    """Two arrays on one machine: the same command under two namespaces (``--ros-args -r
+    __ns:=``, as ros2 launch passes it), one with a remap. A reader sees both heatmaps, the
+    remapped topic, and diagnostics named after each node; the second ZeroMQ stream moves to the
+    next free port instead of failing."""
+    from avstream.sinks.ros_format import typestore
+
+    domain = str(100 + (os.getpid() + 53) % 100)
+    topics = {"/left/heatmap/image": "sensor_msgs/msg/Image", "/right/heatmap/image": "sensor_msgs/msg/Image",
+              "/left/doa": "geometry_msgs/msg/PoseArray", "/right/sources": "geometry_msgs/msg/PoseArray",
+              "/left/sources": "geometry_msgs/msg/PoseArray", "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
+    mins = {"/left/heatmap/image": 10, "/right/heatmap/image": 10, "/left/doa": 10, "/right/sources": 10,
+            "/diagnostics": 4}
+    reader, out = _reader(tmp_path, domain, topics, mins)
+    runs = [_run(domain, "--duration", 4, "--array", "respeaker_usb_4mic", "--ros-args", "-r", f"__ns:=/{side}",
+                 *(["-r", "sources:=doa"] if side == "left" else [])) for side in ("left", "right")]
+    errs = [r.communicate(timeout=180)[1] for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], errs
+    got = _received(reader, out)
+    for t, n in mins.items():
+        assert len(got[t]) >= n, (t, len(got[t]))
+    assert not got["/left/sources"]  # remapped away
+    ts = typestore("jazzy")
+    names = {st.name for raw in got["/diagnostics"]
+             for st in ts.deserialize_cdr(raw, "diagnostic_msgs/msg/DiagnosticArray").status}
+    assert {"left/avstream: audio", "right/avstream: audio"} <= names, names
+    endpoints = {line.split("ZeroMQ stream on ")[1].split()[0] for e in errs for line in e.splitlines()
+                 if "ZeroMQ stream on" in line}
+    assert len(endpoints) == 2 and "tcp://127.0.0.1:5556" in endpoints, errs
+    assert any("is in use (another avstream?)" in e for e in errs)
+
+
+def test_discovery_range_as_rmw(tmp_path):
+    """ROS_AUTOMATIC_DISCOVERY_RANGE as rmw_cyclonedds applies it: a LOCALHOST publisher is
+    found by a LOCALHOST reader on this machine; an OFF publisher by nobody."""
+    domain = str(100 + (os.getpid() + 71) % 100)
+    local = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    topics = {"/on/sources": "geometry_msgs/msg/PoseArray", "/off/sources": "geometry_msgs/msg/PoseArray"}
+    reader, out = _reader(tmp_path, domain, topics, {}, seconds=12, env=local)
+    runs = [_run(domain, "--duration", 3, "--array", "respeaker_usb_4mic", "--no-zmq", "--ros-args", "-r",
+                 f"__ns:=/{ns}", env={"ROS_AUTOMATIC_DISCOVERY_RANGE": rng})
+            for ns, rng in (("on", "LOCALHOST"), ("off", "OFF"))]
+    errs = [r.communicate(timeout=180)[1] for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], errs
+    assert "discovery LOCALHOST" in errs[0] and "discovery OFF" in errs[1]
+    got = _received(reader, out)
+    assert len(got["/on/sources"]) >= 10 and got["/off/sources"] == []
+
+
+def test_raw_audio_and_respeaker_topics(tmp_path):
+    """A real ReSpeaker recording (loudspeaker at azimuth 180) played through the node with the
+    respeaker_ros adapter: ``audio`` reassembles into the file's samples bit for bit, the latched
+    ``audio_info`` describes them, and sound_direction / sound_localization point at the
+    loudspeaker (is_speeching comes from the speech engine)."""
+    import soundfile as sf
+
+    from avstream.sinks.ros_format import typestore
+
+    wav = ROOT / "tests/data/respeaker4_real/150cm/a180e19_3_1b845200.wav"
+    array = tmp_path / "respeaker.yaml"
+    from helpers import RESPEAKER_REAL_YAML
+
+    array.write_text(RESPEAKER_REAL_YAML)
+    domain = str(100 + (os.getpid() + 89) % 100)
+    topics = {"/avstream/audio": "audio_common_msgs/msg/AudioDataStamped",
+              "/avstream/audio_info": "audio_common_msgs/msg/AudioInfo",
+              "/avstream/sound_direction": "std_msgs/msg/Int32",
+              "/avstream/sound_localization": "geometry_msgs/msg/PoseStamped",
+              "/avstream/is_speeching": "std_msgs/msg/Bool"}
+    reader, out = _reader(tmp_path, domain, topics, {}, seconds=25)
+    run = _run(domain, "--file", wav, "--duration", 0, "--array", array, "--no-zmq", "--no-camera", "--set",
+               "ros.respeaker=true", "--speech", "on")
+    _, err = run.communicate(timeout=180)
+    assert run.returncode == 0, err
+    got = _received(reader, out)
+    ts = typestore("jazzy")
+    info = ts.deserialize_cdr(got["/avstream/audio_info"][-1], "audio_common_msgs/msg/AudioInfo")
+    assert (info.channels, info.sample_rate, info.sample_format, info.coding_format) == (4, 16000, "S16LE", "wave")
+    msgs = [ts.deserialize_cdr(raw, "audio_common_msgs/msg/AudioDataStamped") for raw in got["/avstream/audio"]]
+    msgs.sort(key=lambda m: (m.header.stamp.sec, m.header.stamp.nanosec))
+    pcm = np.concatenate([np.frombuffer(m.audio.data.tobytes(), "<i2").reshape(-1, 4) for m in msgs])
+    data, rate = sf.read(str(wav), dtype="int16")
+    assert rate == 16000 and len(data) - 1024 < len(pcm) <= len(data)  # all but the tail after the last update
+    assert np.array_equal(pcm, data[: len(pcm)])  # every sample once, in order, bit for bit
+    # consecutive messages: each starts where the last ended (stamps are capture times on the live
+    # sample clock, which follows the wall clock by a millisecond or two; an update is 64 ms)
+    starts = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in msgs]
+    sizes = [len(m.audio.data) // 8 for m in msgs]
+    gaps = [b - a - n / 16000 for a, b, n in zip(starts, starts[1:], sizes)]
+    assert max(map(abs, gaps)) < 0.005, gaps
+    dirs = [ts.deserialize_cdr(raw, "std_msgs/msg/Int32").data for raw in got["/avstream/sound_direction"]]
+    poses = [ts.deserialize_cdr(raw, "geometry_msgs/msg/PoseStamped") for raw in got["/avstream/sound_localization"]]
+    assert len(dirs) == len(poses) >= 20 and all(0 <= d < 360 for d in dirs)
+    near = [abs((d - 180 + 180) % 360 - 180) <= 10 for d in dirs]
+    assert np.mean(near) >= 0.8, dirs
+    for d, p in zip(dirs, poses):  # the same source in both
+        az = np.degrees(np.arctan2(p.pose.position.y, p.pose.position.x))
+        assert abs((az - d + 180) % 360 - 180) <= 0.5 and p.header.frame_id == "mic_array"
+    speech = [ts.deserialize_cdr(raw, "std_msgs/msg/Bool").data for raw in got["/avstream/is_speeching"]]
+    assert len(speech) == len(dirs) and any(speech)

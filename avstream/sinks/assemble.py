@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 DEMO_OVERLAY = "avstream_overlay.mp4"
+ZMQ_NEXT_FREE = 20  # ports after the default ZeroMQ port tried when it is taken
 
 
 def build_sinks(cfg, node=None) -> list:
@@ -30,9 +31,13 @@ def build_sinks(cfg, node=None) -> list:
     if cfg.zmq.endpoint:
         from .zmq_sink import ZmqSink
 
+        from ..config import ZmqConfig
+
         z = cfg.zmq
+        # the default port taken (a second array on this robot): the next free one, said in a warning
         sinks.append(ZmqSink(z.endpoint, z.hwm, z.curve_secret_key, z.curve_clients, ros.frame_id,
-                             z.overlay_quality, ros.camera_frame_id, z.source_audio))
+                             z.overlay_quality, ros.camera_frame_id, z.source_audio,
+                             next_free=ZMQ_NEXT_FREE if z.endpoint == ZmqConfig.endpoint else 0))
     if node is not None:
         from .rclpy_sink import RclpySink
 

@@ -48,6 +48,7 @@ and, for client authentication, a folder of allowed client public key files.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,8 @@ import numpy as np
 from ..errors import ConfigError
 from ..geometry.grids import ImageLayout
 from .base import Sink
+
+log = logging.getLogger(__name__)
 
 TOPIC_HEATMAP = b"avstream/heatmap\0"
 TOPIC_OVERLAY = b"avstream/overlay\0"
@@ -101,7 +104,8 @@ class ZmqSink(Sink):
     """
 
     def __init__(self, endpoint="tcp://127.0.0.1:5556", hwm=2, curve_secret_key=None, curve_clients=None,
-                 frame_id="mic_array", overlay_quality=80, camera_frame_id="camera_optical", source_audio=True):
+                 frame_id="mic_array", overlay_quality=80, camera_frame_id="camera_optical", source_audio=True,
+                 next_free=0):
         import zmq
 
         self.endpoint, self.frame_id = endpoint, frame_id
@@ -129,7 +133,7 @@ class ZmqSink(Sink):
                 self.sock.curve_server = True
             elif curve_clients:
                 raise ConfigError("--zmq-clients needs --zmq-secret-key (client authentication runs over CURVE)")
-            self.sock.bind(endpoint)
+            self.endpoint = self._bind(endpoint, next_free)
         except zmq.ZMQError as exc:
             self.close_socket()
             raise ConfigError(f"--zmq {endpoint}: cannot bind ({exc})") from None
@@ -137,6 +141,28 @@ class ZmqSink(Sink):
             self.close_socket()
             raise
         self.sent = 0
+
+    def _bind(self, endpoint, next_free):
+        """Bind ``endpoint``; with ``next_free`` > 0 and its TCP port taken (a second avstream on
+        this machine), the next free port of the following ``next_free``. Returns the endpoint bound."""
+        import errno
+
+        import zmq
+
+        host, _, port = endpoint.rpartition(":")
+        tries = [endpoint] + ([f"{host}:{int(port) + k}" for k in range(1, next_free + 1)]
+                              if next_free and endpoint.startswith("tcp://") and port.isdigit() else [])
+        for i, ep in enumerate(tries):
+            try:
+                self.sock.bind(ep)
+            except zmq.ZMQError as exc:
+                if exc.errno != errno.EADDRINUSE or i == len(tries) - 1:
+                    raise
+                continue
+            if i:
+                log.warning("%s is in use (another avstream?): streaming on %s", endpoint, ep)
+            return ep
+        raise AssertionError("unreachable")
 
     def open(self, meta):
         self.layout = ImageLayout(meta["grid_object"])
