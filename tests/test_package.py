@@ -120,12 +120,18 @@ def test_launch_file_declares_described_arguments_for_real_keys():
         assert value.kwargs["value_type"] is type(params[key]), (key, value.kwargs["value_type"])
         assert type(value.args[0]).__name__ == "LaunchConfiguration" and value.args[0].args[0] == name
     assert mapping["source.device"].kwargs["value_type"] is str and mapping["camera.source"].kwargs["value_type"] is str
-    # the defaults, as the node would receive them (each converted to its declared type), make a
-    # valid configuration
+    # the defaults, as the node would receive them (each converted to its declared type, as
+    # launch_ros does: "false" is False), make a valid configuration
     values = dict(params)
     for _, key, default, _, kind in ns["ARGUMENTS"]:
-        values[key] = kind(default)
-    load_config(None, overrides_from_parameters(values))
+        values[key] = (default.lower() == "true") if kind is bool else kind(default)
+    cfg = load_config(None, overrides_from_parameters(values))
+    assert cfg.ros.respeaker is False and cfg.ros.parent_frame_id is None
+    # the namespace is the node's own (launch passes it as __ns:=), not a parameter, so topic
+    # names are relative to it and two launches with two namespaces do not collide
+    assert type(node.kwargs["namespace"]).__name__ == "LaunchConfiguration"
+    assert node.kwargs["namespace"].args[0] == "namespace" and "namespace" in names
+    assert "ros.namespace" not in params and "ros.remap" not in params
 
 
 def test_node_runs_until_shut_down_by_default():
@@ -157,3 +163,52 @@ def test_node_without_rclpy_runs_on_dds(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "rclpy not found, publishing on native DDS" in p.stderr and "DDS domain" in p.stderr
     assert "summary" in out.read_text().splitlines()[-1]
+
+
+def test_ros_args_become_configuration(tmp_path):
+    """--ros-args as ros2 run / launch pass them, read without rclpy: namespace, node name,
+    remaps (node-specific ones only for this node), a params file (wildcard and node sections,
+    nested or dotted keys) then -p, in that order."""
+    from avstream import ros_args
+    from avstream.errors import ConfigError
+
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    localize.sources: 2\n    duration: 0.0\n"
+                      "/left/mics:\n  ros__parameters:\n    localize: {method: mvdr}\n"
+                      "other:\n  ros__parameters:\n    localize.sources: 9\n")
+    argv = ["run", "--ros-args", "-r", "__node:=mics", "-r", "__ns:=/left", "-r", "sources:=doa", "-r",
+            "other:markers:=x", "--params-file", str(params), "-p", "localize.band:=[200.0, 4000.0]",
+            "--log-level", "info", "--", "--no-zmq"]
+    rest, tokens = ros_args.split(argv)
+    assert rest == ["run", "--no-zmq"]
+    o = ros_args.to_overrides(tokens)
+    assert o == {"ros.node_name": "mics", "ros.namespace": "/left", "ros.remap": ["sources:=doa"],
+                 "localize.sources": 2, "duration": None, "localize.method": "mvdr", "localize.band": [200.0, 4000.0]}
+    cfg = load_config(None, o)
+    from avstream.sinks.ros_names import RosNames
+
+    names = RosNames.from_config(cfg.ros)
+    assert names.resolve("sources") == "/left/doa" and names.resolve("heatmap/image") == "/left/heatmap/image"
+    assert names.resolve("/diagnostics") == "/diagnostics" and names.resolve("~/x") == "/left/mics/x"
+    assert names.fully_qualified == "/left/mics"
+    for bad, needle in [(["-p", "nope:=1"], "unknown parameter"), (["-r", "__ns:=left"], "must start with '/'"),
+                        (["--frobnicate", "x"], "unknown flag"), (["-r", "sources"], "FROM:=TO"),
+                        (["--params-file", str(tmp_path / "missing.yaml")], "cannot read"),
+                        (["-r", "sources:=9bad"], "not a valid ROS 2 name")]:
+        with pytest.raises(ConfigError, match=needle):
+            ros_args.to_overrides(bad)
+
+
+def test_node_without_rclpy_takes_launch_arguments(tmp_path):
+    """What launch_ros hands avstream_node (--ros-args with __node, __ns and the package's params
+    file), on the DDS path: the node runs under that name and namespace with those parameters."""
+    out = tmp_path / "n.jsonl"
+    p = subprocess.run([sys.executable, "-m", "avstream.ros_node", "--no-zmq", "--no-status", "--jsonl", str(out),
+                        "--ros-args", "-r", "__node:=avstream", "-r", "__ns:=/robot/front",
+                        "--params-file", str(ROOT / "config/avstream.params.yaml"), "-p", "duration:=1.0",
+                        "-p", "camera.source:=none"],
+                       capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert p.returncode == 0, p.stderr
+    assert "ROS 2 node /robot/front/avstream on DDS" in p.stderr and "/robot/front/heatmap/image" in p.stderr
+    summary = [ln for ln in out.read_text().splitlines() if "summary" in ln][-1]
+    assert '"seconds": 1.0' in summary

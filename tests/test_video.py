@@ -285,7 +285,7 @@ def test_camera_missing_at_start(tmp_path):
 
 def test_camera_lost_and_restored(tmp_path):
     """A looping video file vanishes mid-run and comes back: every audio update is made, the
-    updates meanwhile say the camera is lost (and the diagnostics warn), and video resumes."""
+    updates meanwhile say the camera is lost (an ERROR on its diagnostic status), and video resumes."""
     clip = write_clip(tmp_path / "clip.mp4", seconds=0.5, fps=20)
     hidden = tmp_path / "hidden.mp4"
 
@@ -307,11 +307,14 @@ def test_camera_lost_and_restored(tmp_path):
     # a frame period (25 ms at 20 fps) of the middle of its audio window
     offsets = [abs(hm.status["video_offset_ms"]) for hm in sink.maps if "video_offset_ms" in hm.status]
     assert len(offsets) >= 50 and np.median(offsets) <= 40, offsets
-    # a lost camera shows as "no camera frame" and a WARN diagnostic naming the camera
-    hm = sink.maps[lost[len(lost) // 2]]
+    # a lost camera shows as "no camera frame", an ERROR on the camera's own diagnostic status
+    # (named after the node, with the camera as hardware id) and the audio's status still OK
+    gone = [i for i in lost if states[i] == "lost"]
+    hm = sink.maps[gone[len(gone) // 2]]
     assert hm.frame is None and hm.overlay is not None
-    diag = RosFormatter(pipe.grid).diagnostics_of(hm)
-    assert diag["level"] == 1 and "camera" in diag["message"]
+    audio, camera, _ = RosFormatter(pipe.grid).diagnostics_of(hm)
+    assert camera["name"] == "avstream/avstream: camera" and camera["hardware_id"] == str(clip)
+    assert camera["level"] == 2 and "camera lost" in camera["message"] and audio["level"] == 0
 
 
 def test_frame_size_must_match_the_calibration(tmp_path):
@@ -339,8 +342,8 @@ def test_camera_back_in_another_shape_is_skipped_not_fatal(tmp_path):
     assert states[0] == "running" and states[-1] == "wrong frame size", states
     hm = sink.maps[-1]
     assert hm.frame is None and hm.overlay is not None
-    diag = RosFormatter(pipe.grid).diagnostics_of(hm)
-    assert diag["level"] == 1 and "wrong frame size" in diag["message"]
+    audio, camera, _ = RosFormatter(pipe.grid).diagnostics_of(hm)
+    assert camera["level"] == 2 and "wrong frame size" in camera["message"] and audio["level"] == 0
 
 
 def test_synthetic_camera_needs_the_synthetic_scene(tmp_path):
