@@ -11,19 +11,23 @@ setup(
     description="Real-time audio-visual sound-source localization for robots",
     packages=find_packages(include=["avstream", "avstream.*"]),
     python_requires=">=3.10",
+    # floors that Humble's Ubuntu 22.04 packages satisfy (python3-yaml 5.4.1, python3-zmq 22.3,
+    # python3-soundfile 0.10.3, python3-opencv 4.5.4, python3-pyaudio 0.2.11), so rosdep's apt
+    # packages do; the numeric stack is pip's: rocket-fft needs numpy >= 2 and numba >= 0.60, which
+    # no Ubuntu LTS ships (README, "On a ROS 2 machine")
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",
         "numba>=0.59",
         "rocket-fft>=0.2.5",
-        "soundfile>=0.12",
-        "PyYAML>=6.0",
-        "pyaudio>=0.2.13",
+        "soundfile>=0.10.3",
+        "PyYAML>=5.4",
+        "pyaudio>=0.2.11",
         "rosbags>=0.10",
         "mcap>=1.1",
-        "pyzmq>=25",
+        "pyzmq>=22.3",
         "cyclonedds>=0.10.5",
-        "opencv-python-headless>=4.8",
+        "opencv-python-headless>=4.5.4",
     ],
     extras_require={
         # learned engines on a robot: ONNX Runtime only (CPU, or CUDA with onnxruntime-gpu); no torch

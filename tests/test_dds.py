@@ -104,6 +104,23 @@ def test_dds_reader_in_another_process(tmp_path):
     poses = ts.deserialize_cdr(got["/avstream/sources"][-1], "geometry_msgs/msg/PoseArray")
     for pose in poses.poses:
         assert abs(np.linalg.norm([pose.position.x, pose.position.y, pose.position.z]) - 1) < 1e-9
+    # sources_cloud: the same sources as points, intensity = power (rosbags decodes the cloud)
+    by_stamp = {}
+    for raw in got["/avstream/sources"]:
+        m = ts.deserialize_cdr(raw, "geometry_msgs/msg/PoseArray")
+        by_stamp[(m.header.stamp.sec, m.header.stamp.nanosec)] = m
+    paired = 0
+    for raw in got["/avstream/sources_cloud"]:
+        c = ts.deserialize_cdr(raw, "sensor_msgs/msg/PointCloud2")
+        assert [f.name for f in c.fields] == ["x", "y", "z", "intensity"] and c.point_step == 16
+        pts = np.frombuffer(c.data.tobytes(), "<f4").reshape(-1, 4)
+        assert np.all((pts[:, 3] > 0) & (pts[:, 3] <= 1)) and np.allclose(np.linalg.norm(pts[:, :3], axis=1), 1, atol=1e-6)
+        m = by_stamp.get((c.header.stamp.sec, c.header.stamp.nanosec))
+        if m is not None:
+            assert np.allclose(pts[:, :3], [[p.position.x, p.position.y, p.position.z] for p in m.poses] or
+                               np.zeros((0, 3)), atol=1e-6)
+            paired += 1
+    assert paired >= 20
     # tracks: the demo's talker and noise source, named by stable ids
     tracks = [ts.deserialize_cdr(raw, "vision_msgs/msg/Detection3DArray") for raw in got["/avstream/tracks"]]
     ids = {d.id for m in tracks for d in m.detections}
@@ -399,3 +416,26 @@ def test_raw_audio_and_respeaker_topics(tmp_path):
         assert abs((az - d + 180) % 360 - 180) <= 0.5 and p.header.frame_id == "mic_array"
     speech = [ts.deserialize_cdr(raw, "std_msgs/msg/Bool").data for raw in got["/avstream/is_speeching"]]
     assert len(speech) == len(dirs) and any(speech)
+
+
+def test_discovery_range_from_the_environment(monkeypatch):
+    """As rcl reads it: ROS_LOCALHOST_ONLY=1 wins, then ROS_AUTOMATIC_DISCOVERY_RANGE (unset:
+    SUBNET; unknown: LOCALHOST); and the Cyclone configuration rmw_cyclonedds builds for each."""
+    from avstream.sinks.dds_sink import discovery_config, discovery_range
+
+    for env, want in [({}, "SUBNET"), ({"ROS_LOCALHOST_ONLY": "1"}, "LOCALHOST"),
+                      ({"ROS_LOCALHOST_ONLY": "0", "ROS_AUTOMATIC_DISCOVERY_RANGE": "OFF"}, "OFF"),
+                      ({"ROS_LOCALHOST_ONLY": "1", "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}, "LOCALHOST"),
+                      ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "nearby"}, "LOCALHOST")]:
+        monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
+        monkeypatch.delenv("ROS_AUTOMATIC_DISCOVERY_RANGE", raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        assert discovery_range() == want, env
+    assert discovery_config("SUBNET") is None and discovery_config("SYSTEM_DEFAULT", ["10.0.0.2"]) is None
+    local = discovery_config("LOCALHOST", ["10.0.0.2"])
+    assert "<AllowMulticast>false</AllowMulticast>" in local and '<Peer address="localhost"/>' in local
+    assert '<Peer address="10.0.0.2"/>' in local
+    off = discovery_config("OFF", ["10.0.0.2"], pid=42)
+    assert "<Tag>ros_discovery_off_42</Tag>" in off and "Peer" not in off
+    assert '<Peer address="10.0.0.2"/>' in discovery_config("SUBNET", ["10.0.0.2"])

@@ -172,9 +172,9 @@ def test_engine_topics_in_mcap(engine_file, tmp_path):
                 "--record", path)
     assert p.returncode == 0, p.stderr
     topics = by_topic(path)
-    assert {"/avstream/engine_heatmap", "/avstream/segmentation"} <= set(topics)
-    heat = topics["/avstream/engine_heatmap"][-1].ros_msg
-    seg = topics["/avstream/segmentation"][-1].ros_msg
+    assert {"/avstream/engine/heatmap", "/avstream/engine/segmentation"} <= set(topics)
+    heat = topics["/avstream/engine/heatmap"][-1].ros_msg
+    seg = topics["/avstream/engine/segmentation"][-1].ros_msg
     assert (heat.encoding, heat.height, heat.width, heat.header.frame_id) == ("32FC1", 12, 16, "camera_optical")
     values = np.frombuffer(bytes(heat.data), np.float32)
     assert values.size == 12 * 16 and 0 <= values.min() and values.max() <= 1

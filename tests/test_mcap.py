@@ -177,3 +177,22 @@ def test_run_record_cli(tmp_path):
 def test_record_bad_paths(tmp_path, target, needle):
     p = run_cli("run", "--duration", "1", "--record", tmp_path / target, "--no-status")
     assert p.returncode == 2 and "Traceback" not in p.stderr and needle in p.stderr, p.stderr
+
+
+def test_parent_frame_and_camera_in_tf_static(tmp_path):
+    """ros.parent_frame_id adds parent -> mic_array (from ros.parent_xyz and ros.parent_rpy_deg)
+    to the one /tf_static message, beside mic_array -> camera_optical."""
+    from scipy.spatial.transform import Rotation
+
+    path = tmp_path / "tf.mcap"
+    cfg = load_config(None, {"duration": 0.3, "ros.parent_frame_id": "base_link", "ros.parent_xyz": [0.1, 0.0, 0.5],
+                             "ros.parent_rpy_deg": [0.0, 0.0, 90.0]})
+    Pipeline(cfg, [McapSink(path, cfg.ros)]).run_sync()
+    (msg,) = by_topic(path)["/tf_static"]
+    first, second = msg.ros_msg.transforms
+    assert (first.header.frame_id, first.child_frame_id) == ("base_link", "mic_array")
+    assert (second.header.frame_id, second.child_frame_id) == ("mic_array", "camera_optical")
+    t, q = first.transform.translation, first.transform.rotation
+    assert np.allclose([t.x, t.y, t.z], [0.1, 0.0, 0.5])
+    # the array's x axis points along the parent's y axis (yaw 90 degrees)
+    assert np.allclose(Rotation.from_quat([q.x, q.y, q.z, q.w]).apply([1.0, 0.0, 0.0]), [0.0, 1.0, 0.0], atol=1e-9)

@@ -96,3 +96,37 @@ def test_stalled_device_is_an_error_on_diagnostics_then_stops_the_run():
     status = fmt.ts.deserialize_cdr(msg.cdr, DIAGNOSTIC_ARRAY).status[0]
     assert msg.topic == "/diagnostics" and status.level == 2 and status.name == "avstream/avstream: audio"
     assert status.hardware_id == "hw:2,0 (stalls)" and "stalled" in status.message
+
+
+def test_rclpy_parameter_change_takes_effect(tmp_path):
+    """On a ROS 2 machine: the node's live parameter (localize.sources) set through rclpy's
+    parameter service takes effect, and a read-only one (localize.grid) is refused."""
+    rclpy = pytest.importorskip("rclpy", reason="rclpy is not installable here (not on PyPI, no ROS 2 for "
+                                                "Debian 12); runs on a ROS 2 machine")
+    import subprocess
+    import sys
+    import time
+
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    from helpers import ROOT
+
+    node_proc = subprocess.Popen([sys.executable, "-m", "avstream.ros_node", "--ros-args", "-r", "__ns:=/ptest",
+                                  "-p", "camera.source:=none", "-p", "zmq.endpoint:="], cwd=str(ROOT))
+    rclpy.init()
+    client_node = rclpy.create_node("avstream_param_test")
+    try:
+        cli = client_node.create_client(SetParameters, "/ptest/avstream/set_parameters")
+        assert cli.wait_for_service(timeout_sec=60)
+        for name, value, ok in [("localize.sources", 1, True), ("localize.grid", "sphere:642", False)]:
+            req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+            fut = cli.call_async(req)
+            rclpy.spin_until_future_complete(client_node, fut, timeout_sec=30)
+            assert fut.result().results[0].successful is ok, (name, fut.result())
+        time.sleep(1.0)
+    finally:
+        node_proc.terminate()
+        node_proc.wait(timeout=30)
+        client_node.destroy_node()
+        rclpy.shutdown()

@@ -40,6 +40,17 @@ def test_package_xml():
         assert name in ROSDEP, f"{name}: add its rosdep key to package.xml and this table"
         if ROSDEP[name]:
             assert ROSDEP[name] in exec_deps, f"package.xml lacks <exec_depend>{ROSDEP[name]}</exec_depend>"
+    # Humble's Ubuntu 22.04 packages satisfy the floors of what rosdep installs from apt; the
+    # numeric stack (rocket-fft needs numpy >= 2, numba >= 0.60) comes from pip, as package.xml says
+    jammy = {"PyYAML": "5.4.1", "pyzmq": "22.3.0", "soundfile": "0.10.3", "opencv-python-headless": "4.5.4",
+             "pyaudio": "0.2.11"}
+    floors = {ast.literal_eval(e).split(">=")[0]: ast.literal_eval(e).split(">=")[1] for e in reqs.elts
+              if ">=" in ast.literal_eval(e)}
+    for name, version in jammy.items():
+        have = tuple(int(x) for x in version.split("."))
+        need = tuple(int(x) for x in floors[name].split("."))
+        assert need <= have, f"{name}>={floors[name]}: Ubuntu 22.04 has {version}"
+    assert "numpy >= 2 and numba >= 0.60" in (ROOT / "package.xml").read_text().replace("\n       ", " ")
     pip_only = [n for n in names if ROSDEP[n] is None]
     text = (ROOT / "package.xml").read_text()
     for n in pip_only:  # no rosdep key exists: package.xml must say pip provides them
