@@ -350,6 +350,7 @@ class RosConfig:
     audio: Literal["auto", "on", "off"] = "auto"  # raw audio on `audio` (+ latched `audio_info`); auto:
     # on up to AUDIO_AUTO_CHANNELS channels at AUDIO_AUTO_RATE Hz
     respeaker: bool = False  # also sound_direction, sound_localization, is_speeching (respeaker_ros)
+    source_audio: bool = True  # each track's beam on source_audio/track_<id> (live and in recordings)
     qos: QosConfig = field(default_factory=QosConfig)  # per topic: ros.qos.heatmap.reliability, ...
 
     def validate(self, key):

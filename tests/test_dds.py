@@ -439,3 +439,33 @@ def test_discovery_range_from_the_environment(monkeypatch):
     off = discovery_config("OFF", ["10.0.0.2"], pid=42)
     assert "<Tag>ros_discovery_off_42</Tag>" in off and "Peer" not in off
     assert '<Peer address="10.0.0.2"/>' in discovery_config("SUBNET", ["10.0.0.2"])
+
+
+def test_track_audio_on_dds(tmp_path):
+    """Each track's beam goes out live too: source_audio/track_<id> (AudioDataStamped, S16LE mono,
+    one update's new samples each, joining up in time) and the latched source_audio/audio_info,
+    their writers made when the track appears."""
+    from avstream.sinks.ros_format import typestore
+
+    domain = str(100 + (os.getpid() + 97) % 100)
+    topics = {"/avstream/source_audio/track_1": "audio_common_msgs/msg/AudioDataStamped",
+              "/avstream/source_audio/track_2": "audio_common_msgs/msg/AudioDataStamped",
+              "/avstream/source_audio/audio_info": "audio_common_msgs/msg/AudioInfo"}
+    reader, out = _reader(tmp_path, domain, topics, {}, seconds=20)
+    run = _run(domain, "--duration", 5, "--no-zmq", "--no-camera")
+    _, err = run.communicate(timeout=180)
+    assert run.returncode == 0, err
+    got = _received(reader, out)
+    ts = typestore("jazzy")
+    info = ts.deserialize_cdr(got["/avstream/source_audio/audio_info"][-1], "audio_common_msgs/msg/AudioInfo")
+    assert (info.channels, info.sample_rate, info.sample_format) == (1, 16000, "S16LE")
+    msgs = [ts.deserialize_cdr(raw, "audio_common_msgs/msg/AudioDataStamped")
+            for raw in got["/avstream/source_audio/track_1"]]
+    assert len(msgs) >= 20, len(msgs)
+    starts = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in msgs]
+    sizes = [len(m.audio.data) // 2 for m in msgs]
+    assert set(sizes) == {1024}  # 4 hops of 256 samples per update
+    gaps = [b - a - 1024 / 16000 for a, b in zip(starts, starts[1:])]
+    assert max(map(abs, gaps)) < 0.005, gaps
+    pcm = np.concatenate([np.frombuffer(m.audio.data.tobytes(), "<i2") for m in msgs])
+    assert np.abs(pcm).max() > 300  # a beam toward a source, not silence

@@ -91,6 +91,7 @@ class DdsSink(Sink):
         self.ros = ros if ros is not None else RosConfig()
         self.names = RosNames.from_config(self.ros)
         self.takes_audio = self.ros.audio != "off"
+        self.takes_source_audio = self.ros.source_audio
         self.domain = domain_id()
         self.range = discovery_range()
         peers = [p for p in os.environ.get("ROS_STATIC_PEERS", "").split(";") if p.strip()]
@@ -137,7 +138,10 @@ class DdsSink(Sink):
     def write(self, heatmap):
         if heatmap.status:
             self._device = str(heatmap.status.get("device", ""))
-        for m in self.fmt.messages(heatmap):
+        msgs = self.fmt.messages(heatmap)
+        if self.takes_source_audio:
+            msgs += self.fmt.source_audio(heatmap)
+        for m in msgs:
             self._send(m)
 
     def stalled(self, seconds):
@@ -147,6 +151,8 @@ class DdsSink(Sink):
         """Write pre-serialized CDR; a failed write is counted (diagnostics say how many), not raised."""
         from cyclonedds._clayer import ddspy_write_ts
 
+        if m.topic not in self._writers:  # a track's audio: its topic appears with the track
+            self._writers[m.topic] = self._make_writer(self.fmt.qos_key_of(m.topic, m.typename), m.topic, m.typename)
         buf = m.cdr + b"\0" * (-len(m.cdr) % 4)
         if ddspy_write_ts(self._writers[m.topic]._ref, buf, max(m.stamp_ns, 0)) >= 0:
             self.sent += 1

@@ -16,7 +16,7 @@ class McapSink(Sink):
     """Writes every topic the DDS path publishes (same names, same bytes) and, with tracking,
     each track's audio (``source_audio/track_<id>``) to ``path``."""
 
-    def __init__(self, path, ros=None, source_audio=True):
+    def __init__(self, path, ros=None):
         from ..config import RosConfig
         from .ros_names import RosNames
 
@@ -28,7 +28,7 @@ class McapSink(Sink):
         self._writer = None
         self._channels: dict = {}
         self.n_messages = 0
-        self.takes_source_audio = bool(source_audio)
+        self.takes_source_audio = self.ros.source_audio
 
     def open(self, meta):
         from mcap.writer import Writer

@@ -34,6 +34,7 @@ class RclpySink(Sink):
         # the node's own namespace and name (ros2 run/launch set them); remaps are rclpy's to apply
         self.names = RosNames(node.get_namespace(), node.get_name())
         self.takes_audio = self.ros.audio != "off"
+        self.takes_source_audio = self.ros.source_audio
         self._pubs: dict = {}
         self._device = ""
         self.failed = 0
@@ -44,37 +45,49 @@ class RclpySink(Sink):
 
         self.fmt = RosFormatter.for_run(meta, self.ros, self.names)
         for kind, (topic, typename, qos_key) in self.fmt.topic_types().items():
-            q = getattr(self.ros.qos, qos_key) if qos_key else None
-            if q is None:  # latched, as tf2_ros.StaticTransformBroadcaster does
-                profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                                     durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
-            else:
-                profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=q.depth, durability=DurabilityPolicy.VOLATILE,
-                                     reliability=ReliabilityPolicy.BEST_EFFORT if q.reliability == "best_effort"
-                                     else ReliabilityPolicy.RELIABLE)
-            try:
-                cls = _msg_class(typename)
-            except ImportError:
-                log.warning("%s: %s is not installed (e.g. ros-<distro>-vision-msgs); topic not published", topic,
-                            typename.split("/")[0])
-                continue
-            self._pubs[topic] = self.node.create_publisher(
-                cls, self.names.relative(topic), profile,
-                qos_overriding_options=QoSOverridingOptions.with_default_policies() if q is not None else None)
+            self._make_publisher(topic, typename, qos_key)
         for m in self.fmt.latched(self.node.get_clock().now().nanoseconds):
             self._publish(m)
+
+    def _make_publisher(self, topic, typename, qos_key):
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.qos_overriding_options import QoSOverridingOptions
+
+        q = getattr(self.ros.qos, qos_key) if qos_key else None
+        if q is None:  # latched, as tf2_ros.StaticTransformBroadcaster does
+            profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+        else:
+            profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=q.depth, durability=DurabilityPolicy.VOLATILE,
+                                 reliability=ReliabilityPolicy.BEST_EFFORT if q.reliability == "best_effort"
+                                 else ReliabilityPolicy.RELIABLE)
+        try:
+            cls = _msg_class(typename)
+        except ImportError:
+            log.warning("%s: %s is not installed (e.g. ros-<distro>-vision-msgs); topic not published", topic,
+                        typename.split("/")[0])
+            self._pubs[topic] = None
+            return
+        self._pubs[topic] = self.node.create_publisher(
+            cls, self.names.relative(topic), profile,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies() if q is not None else None)
 
     def write(self, heatmap):
         if heatmap.status:
             self._device = str(heatmap.status.get("device", ""))
-        for m in self.fmt.messages(heatmap):
+        msgs = self.fmt.messages(heatmap)
+        if self.takes_source_audio:
+            msgs += self.fmt.source_audio(heatmap)
+        for m in msgs:
             self._publish(m)
 
     def stalled(self, seconds):
         self._publish(self.fmt.stalled(seconds, self.node.get_clock().now().nanoseconds, self._device))
 
     def _publish(self, m):
-        pub = self._pubs.get(m.topic)
+        if m.topic not in self._pubs:  # a track's audio: its topic appears with the track
+            self._make_publisher(m.topic, m.typename, self.fmt.qos_key_of(m.topic, m.typename))
+        pub = self._pubs[m.topic]
         if pub is None:
             return
         try:
@@ -86,5 +99,6 @@ class RclpySink(Sink):
 
     def close(self, summary):
         for p in self._pubs.values():
-            self.node.destroy_publisher(p)
+            if p is not None:
+                self.node.destroy_publisher(p)
         self._pubs.clear()

@@ -526,6 +526,11 @@ class RosFormatter:
             return None
         return self._msg("tf_static", T[TF_MESSAGE](transforms=tfs), stamp_ns)
 
+    @staticmethod
+    def qos_key_of(topic: str, typename: str):
+        """The ros.qos key of a topic made during the run (a track's audio), None when latched."""
+        return None if typename == AUDIO_INFO else "audio"
+
     def source_audio(self, heatmap) -> list:
         """Each track's audio of this update (separate/): ``source_audio/track_<id>``,
         AudioDataStamped, S16LE mono at the array's rate, stamped with the capture time of its
