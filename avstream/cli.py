@@ -132,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the live pipeline (default: the synthetic demo)",
                          description="Run the streaming pipeline until the duration ends, the file ends or "
-                                     "Ctrl-C. With no arguments: the synthetic demo scene for 5 s.")
+                                     "Ctrl-C. With no arguments: the synthetic demo scene for 5 s. ROS 2's own "
+                                     "arguments work after --ros-args, as for any node: -r __ns:=/left_array "
+                                     "(namespace), -r __node:=NAME, -r sources:=/doa (remap), -p KEY:=VALUE "
+                                     "(configuration keys), --params-file FILE.")
     _add_run_options(run)
     rec = sub.add_parser("record", help="record audio, video and calibration into a folder (for avstream train)",
                          description="Run like avstream run (the same sources and options; ROS 2, ZeroMQ and the "
