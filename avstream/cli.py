@@ -44,9 +44,10 @@ it searches the half-space it faces (up, for a board lying flat).
 
 
 def _add_common(p, grid_default=None):
-    p.add_argument("--array", help="array preset or YAML file with mic_positions "
+    p.add_argument("--array", help="array preset or YAML file with mic_positions (or kind: ambisonic) "
                                    "(presets: respeaker_usb_4mic, respeaker_4mic_hat, respeaker_6mic, "
-                                   "minidsp_uma8, minidsp_uma16, matrix_voice)")
+                                   "minidsp_uma8, minidsp_uma16, matrix_voice; first-order ambisonic: zoom_h3vr, "
+                                   "ambix_foa, fuma_foa)")
     p.add_argument("--grid", help="sphere:N (about N directions; the half-space faced by a planar array), "
                                   "hemisphere:N (z >= 0), fov:H,V:COLS,ROWS (azimuth/elevation rectangle "
                                   "centred on +x) or camera:BLOCK (one cell per BLOCK-pixel block of the camera "

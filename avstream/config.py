@@ -212,8 +212,26 @@ class CleanScOptions:
         _check(0 <= self.memory_s <= 60, f"{key}.memory_s", "must be within 0..60 s")
 
 
-METHODS = ("srp_phat", "tf_sparse", "mvdr", "music", "clean_sc")  # the localizers (avstream/localize)
-AUTO_METHODS = ("tf_sparse", "srp_phat")  # what method auto picks from (LocalizeConfig.resolve)
+@dataclass(frozen=True)
+class IntensityOptions:
+    """localize.intensity.*: pseudo-intensity votes of a first-order ambisonic array."""
+
+    spread_deg: float = 8.0  # width of each bin's vote on the sphere
+    memory_s: float = 0.5  # time constant of the vote memory; 0 = each update alone
+    bin_onset: Optional[float] = 0.1  # each vote weighted by bin_onset + its bin's energy rise (at most 10); null = off
+    onset_s: float = 0.032  # ... over the bin's own last onset_s
+    sharpness: float = 1.0  # a vote weighs (1 - diffuseness) ** sharpness: higher keeps only steady bins
+
+    def validate(self, key):
+        _check(0.5 <= self.spread_deg <= 45, f"{key}.spread_deg", "must be within 0.5..45 degrees")
+        _check(0 <= self.sharpness <= 16, f"{key}.sharpness", "must be within 0..16")
+        _check(0 <= self.memory_s <= 60, f"{key}.memory_s", "must be within 0..60 s")
+        _check(self.bin_onset is None or self.bin_onset > 0, f"{key}.bin_onset", "must be > 0 or null")
+        _check(0.005 <= self.onset_s <= 2, f"{key}.onset_s", "must be within 0.005..2 s")
+
+
+METHODS = ("srp_phat", "tf_sparse", "mvdr", "music", "clean_sc", "intensity")  # the localizers (avstream/localize)
+AUTO_METHODS = ("tf_sparse", "srp_phat", "intensity")  # what method auto picks from (LocalizeConfig.resolve)
 AUTO_MAX_MICS = 4  # auto: tf_sparse on arrays of at most this many microphones, else srp_phat  # the localizers (avstream/localize); each has its options section
 
 
@@ -222,7 +240,8 @@ class LocalizeConfig:
     # auto | one of METHODS; a method's options are localize.<method>.*. auto: tf_sparse on arrays
     # of up to 4 microphones (on the real two-loudspeaker ReSpeaker recordings it keeps both
     # talkers in 89-96% of updates, SRP-PHAT in 17-37%), srp_phat on larger arrays (on
-    # pyroomacoustics scenes with 7 and 16 microphones it finds more sources than tf_sparse)
+    # pyroomacoustics scenes with 7 and 16 microphones it finds more sources than tf_sparse);
+    # intensity on ambisonic arrays
     method: Literal[("auto",) + METHODS] = "auto"
     grid: str = "auto"  # auto (camera:BLOCK with a camera, else sphere:2562) | sphere:N | hemisphere:N | fov:H,V:COLS,ROWS | camera:BLOCK
     band: tuple[float, float] = (300.0, 6000.0)  # Hz
@@ -239,11 +258,14 @@ class LocalizeConfig:
     mvdr: MvdrOptions = field(default_factory=MvdrOptions)
     music: MusicOptions = field(default_factory=MusicOptions)
     clean_sc: CleanScOptions = field(default_factory=CleanScOptions)
+    intensity: IntensityOptions = field(default_factory=IntensityOptions)
 
-    def resolve(self, n_mics: int) -> str:
-        """The method used on an array of ``n_mics`` microphones."""
+    def resolve(self, n_mics: int, kind: str = "mics") -> str:
+        """The method used on an array of ``n_mics`` microphones (``kind`` "ambisonic": intensity)."""
         if self.method != "auto":
             return self.method
+        if kind == "ambisonic":
+            return "intensity"
         return "tf_sparse" if n_mics <= AUTO_MAX_MICS else "srp_phat"
 
     def options(self, method: str) -> dict:

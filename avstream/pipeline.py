@@ -130,7 +130,7 @@ def build_localizer(cfg, array, grid, sample_rate):
     if lc.band[0] >= nyquist:
         raise ConfigError(f"key 'localize.band': {list(lc.band)} Hz lies above Nyquist ({nyquist:g} Hz)")
     band = (lc.band[0], min(lc.band[1], nyquist))
-    method = lc.resolve(array.n_mics)
+    method = lc.resolve(array.n_mics, array.kind)
     try:
         localizer = make_localizer(
             method, array=array, grid=grid, sample_rate=sample_rate, frame=st.frame, hop=st.hop,

@@ -95,6 +95,9 @@ class AudioFrontEnd:
         self.array, self.sample_rate = array, int(sample_rate)
         self.stft = StreamingSTFT(array.n_mics, frame, hop, window, max_block=max_block)
         self._mic_idx = np.asarray(array.mic_channels, dtype=np.int64)
+        # an ambisonic array's channels become AmbiX (W, Y, Z, X; SN3D) here, whatever their convention
+        self._encode = None if array.encode is None or np.array_equal(array.encode, np.eye(4)) else \
+            np.asarray(array.encode, dtype=np.float32)
         self._mic_buf = np.zeros((array.n_mics, max_block), dtype=np.float32)
         self._frames = np.zeros((update_frames, array.n_mics, self.stft.n_freq), dtype=np.complex64)
         self._weights = np.ones(update_frames, dtype=np.float32)
@@ -137,6 +140,8 @@ class AudioFrontEnd:
         mics = self._mic_buf[:, :n]
         n_bad, first_bad, last_bad, peak = select_and_scan(np.ascontiguousarray(x, dtype=np.float32),
                                                            self._mic_idx, n, mics)
+        if self._encode is not None:
+            mics[:] = self._encode @ mics
         flags = set(block.flags)
         if n_bad:
             flags.add(FLAG_NONFINITE)

@@ -16,7 +16,8 @@ from launch_ros.substitutions import FindPackageShare
 ARGUMENTS = [
     ("array", "array", "minidsp_uma16",
      "Microphone array: a preset (respeaker_usb_4mic, respeaker_4mic_hat, respeaker_6mic, minidsp_uma8, "
-     "minidsp_uma16, matrix_voice) or the path of an array YAML file", str),
+     "minidsp_uma16, matrix_voice; ambisonic: zoom_h3vr, ambix_foa, fuma_foa) or the path of an array YAML file",
+     str),
     ("source", "source.kind", "synthetic", "Audio source: synthetic (demo scene), file or device", str),
     ("device", "source.device", "", "Input device index or name substring (source:=device); empty = default", str),
     ("file", "source.path", "", "Audio file (source:=file)", str),
@@ -29,8 +30,8 @@ ARGUMENTS = [
     ("intrinsics", "camera.intrinsics", "", "Camera calibration YAML (ROS camera_calibration format); empty = default", str),
     ("extrinsics", "camera.extrinsics", "", "Array-to-camera extrinsics YAML; empty = default", str),
     ("method", "localize.method", "auto",
-     "Localization method: auto (tf_sparse on arrays of up to 4 microphones, else srp_phat), srp_phat, "
-     "tf_sparse, mvdr, music or clean_sc", str),
+     "Localization method: auto (tf_sparse on arrays of up to 4 microphones, srp_phat on larger ones, "
+     "intensity on ambisonic microphones), srp_phat, tf_sparse, mvdr, music, clean_sc or intensity", str),
     ("sources", "localize.sources", "3", "At most this many sources per update", int),
     ("frame_id", "ros.frame_id", "mic_array", "Array frame in header.frame_id", str),
     ("camera_frame_id", "ros.camera_frame_id", "camera_optical", "Camera optical frame (/tf_static child of frame_id)", str),

@@ -2,7 +2,9 @@
 
 Sources are far-field plane waves rendered with fractional delays (windowed sinc), optionally
 turning around the array; diffuse noise is a precomputed loop of many uncorrelated plane waves
-from all directions, scaled to the configured SNR. This is the quick start's default input.
+from all directions, scaled to the configured SNR. This is the quick start's default input. On an
+ambisonic array the plane waves are encoded into first-order spherical harmonics instead (AmbiX,
+then written in the array's own convention, FuMa for a FuMa array).
 """
 from __future__ import annotations
 
@@ -81,6 +83,9 @@ class SyntheticScene(AudioSource):
         rng = np.random.default_rng(scene.seed)
         self.signals = [_Signal(s.kind, self.sample_rate, s.frequency_hz, rng) for s in scene.sources]
         self.gains = [10 ** (s.level_db / 20) for s in scene.sources]
+        self.ambisonic = array.ambisonic
+        self.decode = np.linalg.inv(array.encode) if self.ambisonic else None  # AmbiX -> the array's channels
+        self._mono = np.zeros((1, block), dtype=np.float32)
         radius = np.max(np.linalg.norm(array.positions, axis=1))
         self.base_delay = radius / self.c * self.sample_rate + HALF_TAPS + 2
         self.hist_len = int(2 * self.base_delay + block + 2 * HALF_TAPS + 8)
@@ -96,6 +101,12 @@ class SyntheticScene(AudioSource):
         # a microphone further along u hears the wave earlier
         return self.base_delay - (self.array.positions @ u) / self.c * self.sample_rate
 
+    def _harmonics(self, k, t):
+        """First-order SN3D harmonics (W, Y, Z, X) of source k's direction at time t."""
+        s = self.scene.sources[k]
+        u = to_unit(s.azimuth_deg + s.azimuth_rate_deg_s * t, s.elevation_deg)
+        return np.array([1.0, u[1], u[2], u[0]])
+
     def direction(self, k, t):
         """Azimuth, elevation (degrees) of source k at time t (seconds from the start)."""
         s = self.scene.sources[k]
@@ -109,6 +120,9 @@ class SyntheticScene(AudioSource):
         spec = np.zeros((self.array.n_mics, len(freqs)), dtype=np.complex128)
         for u in fibonacci_sphere(64):
             s = np.fft.rfft(rng.standard_normal(n))
+            if self.ambisonic:
+                spec += s[None, :] * np.array([1.0, u[1], u[2], u[0]])[:, None]
+                continue
             tau = -(self.array.positions @ u) / self.c
             spec += s[None, :] * np.exp(-2j * np.pi * freqs[None, :] * tau[:, None])
         x = np.fft.irfft(spec, n)
@@ -126,9 +140,18 @@ class SyntheticScene(AudioSource):
             h = self.history[k]
             h[:-n] = h[n:]
             h[-n:] = sig.next(n)
+            if self.ambisonic:  # one delayed signal, encoded along the (moving) direction
+                mono = self._mono[:, :n]
+                mono[:] = 0.0
+                d = np.array([self.base_delay])
+                render_delayed(h, self.index + n, d, d, self.gains[k], mono, HALF_TAPS, 32)
+                a = np.linspace(0.0, 1.0, n, endpoint=False)
+                sh = np.outer(self._harmonics(k, t0), 1.0 - a) + np.outer(self._harmonics(k, t1), a)
+                out += (sh * mono).astype(np.float32)
+                continue
             render_delayed(h, self.index + n, self._delays(k, t0), self._delays(k, t1), self.gains[k], out,
                            HALF_TAPS, 32)
         self.index += n
         block = np.zeros((self.n_channels, n), dtype=np.float32)
-        block[list(self.array.mic_channels)] = out
+        block[list(self.array.mic_channels)] = out if self.decode is None else self.decode @ out
         return block

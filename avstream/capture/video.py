@@ -239,8 +239,10 @@ class SyntheticCamera(VideoSource):
         import cv2
 
         img = self._background.copy()
+        h, w = img.shape[:2]
         for (u, v), src in zip(self.pixels(t), self.scene.scene.sources):
-            if not (np.isfinite(u) and np.isfinite(v)):
+            # out of view (or, near 90 degrees off axis, projected absurdly far: OpenCV takes int32)
+            if not (np.isfinite(u) and np.isfinite(v) and -w < u < 2 * w and -h < v < 2 * h):
                 continue
             c = (int(round(u * 16)), int(round(v * 16)))  # 4 fractional bits: sub-pixel centres
             cv2.circle(img, c, (self.RADIUS + 2) * 16, (255, 255, 255), -1, cv2.LINE_AA, 4)

@@ -109,14 +109,24 @@ def to_16k(x: np.ndarray, rate: int) -> np.ndarray:
 BEAM_MARGIN = 256  # samples kept before the new ones, so the circular beamforming wraps outside them
 
 
-def beams_of_new(samples: np.ndarray, new: int, positions: np.ndarray, units: np.ndarray, rate: int,
+def beams_of_new(samples: np.ndarray, new: int, array, units: np.ndarray, rate: int,
                  speed_of_sound: float = 343.0) -> np.ndarray:
     """Beams (n_dirs, new) of the last ``new`` samples of (n_mics, n) ``samples``, formed over
     those and up to BEAM_MARGIN samples before them (successive updates' beams join up);
-    fewer when ``samples`` is shorter."""
+    fewer when ``samples`` is shorter. On an ambisonic array (AmbiX channels) the beams are
+    first-order max-DI (hypercardioid) beams, unit gain toward their direction."""
     new = min(new, samples.shape[1])
+    units = np.atleast_2d(units)
+    if array.ambisonic:
+        w = np.stack([np.ones(len(units)), 3 * units[:, 1], 3 * units[:, 2], 3 * units[:, 0]], axis=1) / 4.0
+        return (w @ samples[:, -new:]).astype(np.float32)
     tail = samples[:, -min(samples.shape[1], new + BEAM_MARGIN):]
-    return delay_and_sum(tail, positions, np.atleast_2d(units), rate, speed_of_sound)[:, -new:]
+    return delay_and_sum(tail, array.positions, units, rate, speed_of_sound)[:, -new:]
+
+
+def mono_mix(array, samples: np.ndarray) -> np.ndarray:
+    """The array's omnidirectional signal: the microphones' mean, or W on an ambisonic array."""
+    return samples[0] if array.ambisonic else samples.mean(axis=0)
 
 
 def delay_and_sum(samples: np.ndarray, positions: np.ndarray, units: np.ndarray, rate: int,

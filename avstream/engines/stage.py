@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import ConfigError, InputError
 from ..frames import PictureMaps
 from ..geometry.grids import to_unit
-from .speech import BEAM_MARGIN, CHUNK, CONTEXT, RATE, SpeechDetector, beams_of_new, to_16k
+from .speech import BEAM_MARGIN, CHUNK, CONTEXT, RATE, SpeechDetector, beams_of_new, mono_mix, to_16k
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class EngineStage:
         if self.speech is not None:
             self._speech(hm, x, win.new_samples)
         if self.av is not None and hm.frame is not None:
-            mono = x.mean(axis=0)
+            mono = mono_mix(self.array, x)
             level = 10 * np.log10(float(np.mean(mono ** 2)) + 1e-20)
             if level < self.gate_db:
                 self.gated += 1
@@ -106,10 +106,10 @@ class EngineStage:
         n_src = min(len(hm.peaks), self.n_sources)
         new = min(new, x.shape[1])
         signals = np.zeros((self.speech.n_slots, new), np.float32)
-        signals[0] = x[:, -new:].mean(axis=0)
+        signals[0] = mono_mix(self.array, x[:, -new:])
         if n_src:
             units = to_unit([p.azimuth_deg for p in hm.peaks[:n_src]], [p.elevation_deg for p in hm.peaks[:n_src]])
-            signals[1:1 + n_src] = beams_of_new(x, new, self.array.positions, units, self.sample_rate, self.c)
+            signals[1:1 + n_src] = beams_of_new(x, new, self.array, units, self.sample_rate, self.c)
         new_16k = to_16k(signals, self.sample_rate)
         p = self.speech.process(new_16k)
         if np.isfinite(p[0]):

@@ -8,6 +8,11 @@ A device delivers ``n_channels`` interleaved channels; ``mic_channels[k]`` is th
 channel that carries microphone ``k`` at ``positions[k]``. The ReSpeaker USB array with
 its 6-channel firmware, for example, puts a processed beam on channel 0, the four raw
 microphones on channels 1-4 and the playback reference on channel 5.
+
+An ambisonic array (``kind: ambisonic``) is a first-order B-format microphone: its four
+channels are spherical-harmonic components, not positions. The capture path turns them into
+AmbiX (ACN order W, Y, Z, X; SN3D) with ``encode``, whatever the file's or device's convention
+(AmbiX, or FuMa: W, X, Y, Z with W at -3 dB), and the localizers steer with spherical harmonics.
 """
 from __future__ import annotations
 
@@ -50,15 +55,33 @@ class MicArray:
     sample_rate: int | None = None
     facing: np.ndarray | None = None
     note: str = ""
+    kind: str = "mics"  # "mics" (positions) or "ambisonic" (first-order B-format)
+    encode: np.ndarray | None = None  # ambisonic: (4, 4) input channels -> AmbiX (W, Y, Z, X, SN3D)
+    convention: str = ""  # ambisonic: "ambix", "fuma" or "<channel order>/<normalisation>"
 
     @property
     def n_mics(self) -> int:
         return len(self.mic_channels)
 
     @property
+    def ambisonic(self) -> bool:
+        return self.kind == "ambisonic"
+
+    @property
     def planar(self) -> bool:
         """True when all microphones lie in one plane (up/down cannot be told apart)."""
-        return _plane_normal(self.positions)[1]
+        return False if self.ambisonic else _plane_normal(self.positions)[1]
+
+    def steering(self, freqs: np.ndarray, directions: np.ndarray, c: float = SPEED_OF_SOUND) -> np.ndarray:
+        """Unit-norm steering vectors (n_freqs, n_dirs, n_mics), complex: a plane wave from each
+        direction as the channels see it. Microphones: phases exp(j w r_m . u / c); ambisonic:
+        the first-order SN3D spherical harmonics (1, y, z, x), the same at every frequency."""
+        if self.ambisonic:
+            d = np.asarray(directions, dtype=np.float64)
+            sh = np.stack([np.ones(len(d)), d[:, 1], d[:, 2], d[:, 0]], axis=1) / np.sqrt(2.0)
+            return np.broadcast_to(sh[None].astype(np.complex128), (len(freqs), len(d), 4))
+        phase = 2.0 * np.pi * np.asarray(freqs)[:, None, None] * (directions @ self.positions.T)[None] / c
+        return np.exp(1j * phase) / np.sqrt(len(self.positions))
 
     def describe(self) -> dict:
         """A JSON-ready summary, including the up/down ambiguity of planar arrays."""
@@ -69,6 +92,8 @@ class MicArray:
             "mic_channels": list(self.mic_channels),
             "planar": bool(self.planar),
         }
+        if self.ambisonic:
+            out.update(kind="ambisonic", order=1, convention=self.convention)
         if self.planar:
             out["ambiguity"] = (
                 "planar array: a source and its mirror image through the array plane give the "
@@ -132,6 +157,41 @@ def _make(name, positions, n_channels=None, mic_channels=None, sample_rate=None,
                     None if sample_rate is None else int(sample_rate), facing, note)
 
 
+CHANNEL_ORDERS = ("acn", "fuma")  # ACN: W, Y, Z, X; FuMa: W, X, Y, Z
+NORMALISATIONS = ("sn3d", "n3d", "fuma")  # fuma = maxN (first order: W at -3 dB, X Y Z as SN3D)
+
+
+def _ambisonic(name, order=1, channel_order="acn", normalisation="sn3d", n_channels=None, mic_channels=None,
+               sample_rate=None, note=""):
+    """A first-order B-format array; ``encode`` maps its channels to AmbiX (ACN, SN3D)."""
+    if order != 1:
+        raise ConfigError(f"array {name}: order {order!r}: only first-order ambisonics (order: 1) is supported")
+    if channel_order not in CHANNEL_ORDERS:
+        raise ConfigError(f"array {name}: unknown channel_order {channel_order!r} (known: {', '.join(CHANNEL_ORDERS)})")
+    if normalisation not in NORMALISATIONS:
+        raise ConfigError(f"array {name}: unknown normalisation {normalisation!r} (known: {', '.join(NORMALISATIONS)})")
+    if mic_channels is None:
+        mic_channels = (0, 1, 2, 3)
+    mic_channels = tuple(int(c) for c in mic_channels)
+    if len(mic_channels) != 4:
+        raise ConfigError(f"array {name}: a first-order ambisonic array has 4 channels (W, X, Y, Z), "
+                          f"mic_channels lists {len(mic_channels)}")
+    n_channels = int(n_channels) if n_channels is not None else max(mic_channels) + 1
+    if min(mic_channels) < 0 or max(mic_channels) >= n_channels or len(set(mic_channels)) != 4:
+        raise ConfigError(f"array {name}: mic_channels must be 4 different channels in 0..{n_channels - 1}")
+    # input order -> ACN (W, Y, Z, X), then each component scaled to SN3D
+    order_map = [0, 1, 2, 3] if channel_order == "acn" else [0, 2, 3, 1]  # FuMa W X Y Z: Y=2, Z=3, X=1
+    scale = {"sn3d": [1.0, 1.0, 1.0, 1.0], "n3d": [1.0] + [1 / np.sqrt(3.0)] * 3,
+             "fuma": [np.sqrt(2.0), 1.0, 1.0, 1.0]}[normalisation]
+    encode = np.zeros((4, 4))
+    for acn, src in enumerate(order_map):
+        encode[acn, src] = scale[acn]
+    convention = {("acn", "sn3d"): "ambix", ("fuma", "fuma"): "fuma"}.get((channel_order, normalisation),
+                                                                          f"{channel_order}/{normalisation}")
+    return MicArray(name, np.zeros((4, 3)), n_channels, mic_channels,
+                    None if sample_rate is None else int(sample_rate), None, note, "ambisonic", encode, convention)
+
+
 def _ring(radius, n, start_deg=0.0):
     ang = np.deg2rad(start_deg + 360.0 * np.arange(n) / n)
     return np.stack([radius * np.cos(ang), radius * np.sin(ang), np.zeros(n)], axis=1)
@@ -182,11 +242,24 @@ _PRESETS = {
     ),
 }
 
+# first-order ambisonic microphones, as their B-format files and streams come (FACTS 5.3): the
+# A-format capsule microphones (RODE NT-SF1, Sennheiser AMBEO VR, Core Sound TetraMic) through
+# their vendors' A-to-B converters, which write AmbiX or FuMa
+_AMBISONIC_PRESETS = {
+    "zoom_h3vr": dict(channel_order="acn", normalisation="sn3d", sample_rate=48000,
+                      note="Zoom H3-VR recording in its AmbiX mode (the recorder converts A to B)"),
+    "ambix_foa": dict(channel_order="acn", normalisation="sn3d",
+                      note="any first-order AmbiX stream (ACN W, Y, Z, X; SN3D), e.g. from the RODE, "
+                           "Sennheiser or Core Sound converters in AmbiX mode"),
+    "fuma_foa": dict(channel_order="fuma", normalisation="fuma",
+                     note="any first-order FuMa stream (W, X, Y, Z; W at -3 dB)"),
+}
+
 ALIASES = {"uma16": "minidsp_uma16", "uma8": "minidsp_uma8", "respeaker": "respeaker_usb_4mic"}
 
 
 def preset_names() -> list[str]:
-    return sorted(_PRESETS)
+    return sorted(_PRESETS) + sorted(_AMBISONIC_PRESETS)
 
 
 def load_array(spec: str) -> MicArray:
@@ -200,6 +273,8 @@ def load_array(spec: str) -> MicArray:
     key = ALIASES.get(spec, spec)
     if key in _PRESETS:
         return _make(key, **_PRESETS[key])
+    if key in _AMBISONIC_PRESETS:
+        return _ambisonic(key, **_AMBISONIC_PRESETS[key])
     path = Path(spec)
     if path.suffix.lower() not in (".yaml", ".yml") and not path.exists():
         raise ConfigError(
@@ -218,6 +293,23 @@ def array_from_yaml(path: Path) -> MicArray:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: malformed YAML: {exc}") from None
+    kind = doc.get("kind", "mics") if isinstance(doc, dict) else "mics"
+    if kind == "ambisonic":
+        unknown = set(doc) - {"kind", "order", "channel_order", "normalisation", "n_channels", "mic_channels",
+                              "sample_rate", "note"}
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} for kind: ambisonic")
+        try:
+            return _ambisonic(str(path), doc.get("order", 1), doc.get("channel_order", "acn"),
+                              doc.get("normalisation", "sn3d"), doc.get("n_channels"), doc.get("mic_channels"),
+                              doc.get("sample_rate"), doc.get("note", ""))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    if kind == "a_format":
+        raise ConfigError(f"{path}: kind a_format (tetrahedral capsules) is not supported yet: convert to B-format "
+                          f"with the microphone's A-to-B converter and use kind: ambisonic")
+    if kind != "mics":
+        raise ConfigError(f"{path}: unknown kind {kind!r} (known: mics, ambisonic)")
     if not isinstance(doc, dict) or "mic_positions" not in doc:
         raise ConfigError(f"{path}: missing key 'mic_positions' (a list of [x, y, z] rows in metres)")
     rows = doc["mic_positions"]
@@ -279,6 +371,15 @@ def baseline_groups(positions: np.ndarray, tol: float = 1e-4):
 
 def save_array(array: MicArray, path) -> None:
     """Write ``array`` as an array YAML that ``load_array`` reads back to the same array."""
+    if array.ambisonic:
+        order, norm = {"ambix": ("acn", "sn3d"), "fuma": ("fuma", "fuma")}.get(
+            array.convention, tuple(array.convention.split("/")))
+        doc = {"kind": "ambisonic", "order": 1, "channel_order": order, "normalisation": norm,
+               "mic_channels": [int(c) for c in array.mic_channels], "n_channels": int(array.n_channels)}
+        if array.sample_rate:
+            doc["sample_rate"] = int(array.sample_rate)
+        Path(path).write_text(f"# array {array.name}, as recorded by avstream\n" + yaml.safe_dump(doc, sort_keys=False))
+        return
     doc = {"mic_positions": [[float(v) for v in row] for row in array.positions],
            "mic_channels": [int(c) for c in array.mic_channels], "n_channels": int(array.n_channels)}
     if array.sample_rate:

@@ -1,3 +1,3 @@
 """Localization methods: each returns a Heatmap; see base.LOCALIZERS for the registry."""
 from .base import LOCALIZERS, Localizer, make_localizer, register  # noqa: F401
-from . import srp_phat, subspace, tf_sparse  # noqa: F401  (each registers itself)
+from . import intensity, srp_phat, subspace, tf_sparse  # noqa: F401  (each registers itself)

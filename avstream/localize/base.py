@@ -31,7 +31,13 @@ def register(name: str):
 def make_localizer(method: str, **kwargs) -> "Localizer":
     if method not in LOCALIZERS:
         raise KeyError(f"unknown localization method '{method}' (known: {', '.join(sorted(LOCALIZERS))})")
-    return LOCALIZERS[method](**kwargs)
+    cls = LOCALIZERS[method]
+    array = kwargs.get("array")
+    if array is not None and array.kind not in cls.kinds:
+        fits = sorted(n for n, c in LOCALIZERS.items() if array.kind in c.kinds)
+        raise ValueError(f"key 'localize.method': {method} needs {' or '.join(cls.kinds)} arrays, and "
+                         f"{array.name} is {array.kind} (methods for it: {', '.join(fits)})")
+    return cls(**kwargs)
 
 
 RADIAL_WEIGHT = 0.1  # planar arrays: weight of an elevation change in the distance between sources
@@ -73,6 +79,7 @@ class Localizer:
     """
 
     name = "base"
+    kinds = ("mics",)  # the array kinds the method works on (MicArray.kind)
     min_power = 0.0  # each method's documented evidence threshold (see ``peaks``)
     min_contrast = 0.0  # ... or, for maps with a zero floor, a peak must stand this many times above the map's mean
 

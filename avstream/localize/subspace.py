@@ -3,7 +3,8 @@
 Both estimate each band bin's covariance R (frames weighted like every method's, remembered
 for ``memory_s``), normalise it to unit mean power per microphone (so every frequency counts
 alike, as PHAT does for SRP), and scan the grid with unit-norm steering vectors a(u),
-a_m = exp(j w r_m . u / c) / sqrt(M). Only ``bins`` bins spread over the band are used: the
+a_m = exp(j w r_m . u / c) / sqrt(M) (on an ambisonic array the SN3D harmonics (1, y, z, x) / sqrt(2):
+MVDR, MUSIC and CLEAN-SC in the spherical-harmonic domain). Only ``bins`` bins spread over the band are used: the
 scan costs D x M x M per bin.
 
 - MVDR: P(u) = 1 / (M a^H (R + loading I)^-1 a) per bin, averaged over the bins: the share of
@@ -33,13 +34,14 @@ from .base import Localizer, register
 class _Covariance(Localizer):
     """Shared: covariance per bin with a memory, and the steering table."""
 
+    kinds = ("mics", "ambisonic")  # steering vectors from MicArray.steering
+
     def _setup(self, bins, memory_s):
         n_band = self.hi - self.lo
         self.bins = np.unique(np.linspace(self.lo, self.hi - 1, min(int(bins), n_band)).round().astype(np.int64))
         freqs = self.bins * self.sample_rate / self.frame
-        pos = self.array.positions
-        phase = 2.0 * np.pi * freqs[:, None, None] * (self.grid.directions @ pos.T)[None] / self.c  # (B, D, M)
-        self.steer = np.ascontiguousarray((np.exp(1j * phase) / np.sqrt(len(pos))).astype(np.complex64))
+        # (B, D, M): phases across microphones, or spherical harmonics on an ambisonic array
+        self.steer = np.ascontiguousarray(self.array.steering(freqs, self.grid.directions, self.c).astype(np.complex64))
         self.memory_s = float(memory_s)
         m = self.array.n_mics
         self.cov = np.zeros((len(self.bins), m, m), dtype=np.complex128)

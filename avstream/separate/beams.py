@@ -7,7 +7,8 @@ so the circular shift wraps outside what is kept), averaged. The beams of succes
 join into one continuous signal per track at the array's sample rate.
 
 A delay-and-sum beam passes its own direction whole and other directions attenuated by the
-array's directivity: little on a 4-mic array below 1 kHz (README, "Not yet").
+array's directivity: little on a 4-mic array below 1 kHz (README, "Not yet"). On an ambisonic
+array the beam is a first-order max-DI (hypercardioid) beam instead.
 """
 from __future__ import annotations
 
@@ -43,5 +44,5 @@ class SourceAudio:
         new = min(win.new_samples, win.samples.shape[1])
         hm.source_audio_t = win.t + (self.window_samples - new) / self.sample_rate
         units = to_unit([t.azimuth_deg for t in hm.tracks], [t.elevation_deg for t in hm.tracks])
-        beams = beams_of_new(win.samples, new, self.array.positions, units, self.sample_rate, self.c)
+        beams = beams_of_new(win.samples, new, self.array, units, self.sample_rate, self.c)
         hm.source_audio = {t.id: beams[k] for k, t in enumerate(hm.tracks)}

@@ -1,0 +1,87 @@
+"""Pseudo-intensity kernels for first-order ambisonics (AmbiX: W, Y, Z, X; SN3D).
+
+Per STFT bin, the active intensity I = Re{conj(W) (X, Y, Z)} points at the sound's source and
+the energy E = (|W|^2 + |X|^2 + |Y|^2 + |Z|^2) / 2 bounds it: for one plane wave |I| = E, in a
+diffuse field |I| << E, so 1 - |I| / E (the diffuseness) says how much a bin is one direct
+sound. Symbols: K frames, F bins, D directions.
+"""
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, fastmath=True)
+def bin_levels(spec, lo, hi, level):
+    """level[k, f - lo] = sqrt(E) of each frame's band bin (the input of tfbins.bin_onsets)."""
+    for k in range(spec.shape[0]):
+        for f in range(lo, hi):
+            e = 0.0
+            for m in range(4):
+                v = spec[k, m, f]
+                e += v.real * v.real + v.imag * v.imag
+            level[k, f - lo] = np.sqrt(0.5 * e)
+
+
+@njit(cache=True, fastmath=True)
+def intensity_votes(spec, lo, hi, weights, gain, sharpness, vectors, strength):
+    """Each band bin's direction (unit vector) and weight, for the frames with weight > 0.
+
+    The diffuseness of a bin is taken over the update's frames (intensity and energy summed),
+    so a bin whose direction holds still counts, one that swings (diffuse sound, two sources
+    taking turns) does not; each frame's vote has weight (1 - diffuseness) ** sharpness times the frame's
+    weight times gain[k, f - lo] (the bin's onset weight, or 1).
+    spec (K, 4, F) complex64; vectors (K * (hi - lo), 3) and strength (K * (hi - lo),) out.
+    Returns the number of votes written.
+    """
+    n_frames = spec.shape[0]
+    n = 0
+    for f in range(lo, hi):
+        ix = iy = iz = 0.0
+        e = 0.0
+        for k in range(n_frames):
+            if weights[k] == 0.0:
+                continue
+            w = spec[k, 0, f]
+            y = spec[k, 1, f]
+            z = spec[k, 2, f]
+            x = spec[k, 3, f]
+            ix += w.real * x.real + w.imag * x.imag
+            iy += w.real * y.real + w.imag * y.imag
+            iz += w.real * z.real + w.imag * z.imag
+            e += 0.5 * (w.real * w.real + w.imag * w.imag + x.real * x.real + x.imag * x.imag
+                        + y.real * y.real + y.imag * y.imag + z.real * z.real + z.imag * z.imag)
+        norm = np.sqrt(ix * ix + iy * iy + iz * iz)
+        if e <= 0.0 or norm <= 0.0:
+            continue
+        direct = min(norm / e, 1.0) ** sharpness
+        for k in range(n_frames):
+            if weights[k] == 0.0:
+                continue
+            w = spec[k, 0, f]
+            y = spec[k, 1, f]
+            z = spec[k, 2, f]
+            x = spec[k, 3, f]
+            vx = w.real * x.real + w.imag * x.imag
+            vy = w.real * y.real + w.imag * y.imag
+            vz = w.real * z.real + w.imag * z.imag
+            m = np.sqrt(vx * vx + vy * vy + vz * vz)
+            if m <= 0.0:
+                continue
+            vectors[n, 0] = vx / m
+            vectors[n, 1] = vy / m
+            vectors[n, 2] = vz / m
+            strength[n] = weights[k] * direct * gain[k, f - lo]
+            n += 1
+    return n
+
+
+@njit(cache=True, fastmath=True)
+def vote_map(vectors, strength, n, directions, kappa, cos_cut, out):
+    """out[d] += sum_v strength[v] exp(kappa (u_d . v - 1)) over votes within the cut-off."""
+    n_dirs = directions.shape[0]
+    for v in range(n):
+        vx, vy, vz = vectors[v, 0], vectors[v, 1], vectors[v, 2]
+        s = strength[v]
+        for d in range(n_dirs):
+            c = directions[d, 0] * vx + directions[d, 1] * vy + directions[d, 2] * vz
+            if c >= cos_cut:
+                out[d] += s * np.exp(kappa * (c - 1.0))
