@@ -21,6 +21,21 @@ def bin_levels(spec, lo, hi, level):
             level[k, f - lo] = np.sqrt(0.5 * e)
 
 
+@njit(cache=True, fastmath=True, inline="always")
+def _bin(spec, k, f):
+    """(Ix, Iy, Iz, E) of frame k, bin f."""
+    w = spec[k, 0, f]
+    y = spec[k, 1, f]
+    z = spec[k, 2, f]
+    x = spec[k, 3, f]
+    ix = w.real * x.real + w.imag * x.imag
+    iy = w.real * y.real + w.imag * y.imag
+    iz = w.real * z.real + w.imag * z.imag
+    e = 0.5 * (w.real * w.real + w.imag * w.imag + x.real * x.real + x.imag * x.imag
+               + y.real * y.real + y.imag * y.imag + z.real * z.real + z.imag * z.imag)
+    return ix, iy, iz, e
+
+
 @njit(cache=True, fastmath=True)
 def intensity_votes(spec, lo, hi, weights, gain, sharpness, vectors, strength):
     """Each band bin's direction (unit vector) and weight, for the frames with weight > 0.
@@ -40,15 +55,11 @@ def intensity_votes(spec, lo, hi, weights, gain, sharpness, vectors, strength):
         for k in range(n_frames):
             if weights[k] == 0.0:
                 continue
-            w = spec[k, 0, f]
-            y = spec[k, 1, f]
-            z = spec[k, 2, f]
-            x = spec[k, 3, f]
-            ix += w.real * x.real + w.imag * x.imag
-            iy += w.real * y.real + w.imag * y.imag
-            iz += w.real * z.real + w.imag * z.imag
-            e += 0.5 * (w.real * w.real + w.imag * w.imag + x.real * x.real + x.imag * x.imag
-                        + y.real * y.real + y.imag * y.imag + z.real * z.real + z.imag * z.imag)
+            bx, by, bz, be = _bin(spec, k, f)
+            ix += bx
+            iy += by
+            iz += bz
+            e += be
         norm = np.sqrt(ix * ix + iy * iy + iz * iz)
         if e <= 0.0 or norm <= 0.0:
             continue
@@ -56,13 +67,7 @@ def intensity_votes(spec, lo, hi, weights, gain, sharpness, vectors, strength):
         for k in range(n_frames):
             if weights[k] == 0.0:
                 continue
-            w = spec[k, 0, f]
-            y = spec[k, 1, f]
-            z = spec[k, 2, f]
-            x = spec[k, 3, f]
-            vx = w.real * x.real + w.imag * x.imag
-            vy = w.real * y.real + w.imag * y.imag
-            vz = w.real * z.real + w.imag * z.imag
+            vx, vy, vz, _ = _bin(spec, k, f)
             m = np.sqrt(vx * vx + vy * vy + vz * vz)
             if m <= 0.0:
                 continue

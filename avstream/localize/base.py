@@ -213,3 +213,33 @@ class Localizer:
         if self.integrated_weight <= 0.0:
             return []
         return self.peaks((self.integrated / self.integrated_weight).astype(np.float32), k)
+
+
+class VoteMemory:
+    """Mixin for methods whose map is a share of votes kept with a memory (tf_sparse, intensity):
+    each update's votes, divided by their total, are averaged with a time constant ``memory_s``,
+    so a silence fades its sources (their loud past must not outweigh a quiet present)."""
+
+    def _init_memory(self, memory_s: float):
+        self.memory_s = float(memory_s)
+        self.memory = np.zeros(self.grid.n_dirs, dtype=np.float64)
+        self._memory_total = 0.0
+        self._total = 0.0  # the update's vote weight so far
+        self._frames = 0
+
+    def _fold(self, votes, out) -> bool:
+        """Fold this update's ``votes`` into the memory, write the map into ``out``, start the next update."""
+        if self._total <= 0.0:
+            return False
+        keep = float(np.exp(-self._frames * self.hop / self.sample_rate / self.memory_s)) if self.memory_s > 0 else 0.0
+        self.memory *= keep
+        self.memory += (1.0 - keep) / self._total * votes
+        self._memory_total = keep * self._memory_total + (1.0 - keep)
+        out[:] = self.memory / self._memory_total
+        self._total = 0.0
+        self._frames = 0
+        return True
+
+    def _forget_memory(self):
+        self.memory[:] = 0.0
+        self._memory_total = 0.0

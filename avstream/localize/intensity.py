@@ -15,11 +15,11 @@ import numpy as np
 
 from ..kernels.intensity import bin_levels, intensity_votes, vote_map
 from ..kernels.tfbins import bin_onsets
-from .base import Localizer, register
+from .base import Localizer, VoteMemory, register
 
 
 @register("intensity")
-class Intensity(Localizer):
+class Intensity(VoteMemory, Localizer):
     kinds = ("ambisonic",)
     min_contrast = 3.0
 
@@ -28,7 +28,7 @@ class Intensity(Localizer):
         sigma = np.deg2rad(spread_deg)
         self.kappa = 1.0 / sigma ** 2
         self.cos_cut = float(np.cos(min(3.0 * sigma, np.pi)))
-        self.memory_s = float(memory_s)
+        self._init_memory(memory_s)
         self.bin_onset = bin_onset
         n_band = self.hi - self.lo
         self._ref = np.zeros(n_band)
@@ -36,10 +36,6 @@ class Intensity(Localizer):
         self._keep = float(np.exp(-self.hop / self.sample_rate / onset_s))
         self._warm_up = max(4, int(round(4 * onset_s * self.sample_rate / self.hop)))
         self._votes = np.zeros(self.grid.n_dirs)
-        self.memory = np.zeros(self.grid.n_dirs)
-        self._memory_total = 0.0
-        self._total = 0.0
-        self._frames = 0
         self._vec = np.zeros((0, 3))
         self._str = np.zeros(0)
         self._level = np.zeros((0, n_band))
@@ -67,21 +63,12 @@ class Intensity(Localizer):
         self._frames += len(frames)
 
     def _compute(self, out):
-        if self._total <= 0.0:
-            return False
-        keep = float(np.exp(-self._frames * self.hop / self.sample_rate / self.memory_s)) if self.memory_s > 0 else 0.0
-        self.memory *= keep
-        self.memory += (1.0 - keep) / self._total * self._votes
-        self._memory_total = keep * self._memory_total + (1.0 - keep)
-        out[:] = self.memory / self._memory_total
+        done = self._fold(self._votes, out)
         self._votes[:] = 0.0
-        self._total = 0.0
-        self._frames = 0
-        return True
+        return done
 
     def reset(self):
         super().reset()
-        self.memory[:] = 0.0
-        self._memory_total = 0.0
+        self._forget_memory()
         self._ref[:] = 0.0
         self._seen[:] = 0

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..geometry.arrays import baseline_groups
 from ..kernels.tfbins import bin_onsets, group_cross_spectra, steering_table, vote_bins
-from .base import Localizer, register
+from .base import Localizer, VoteMemory, register
 
 
 def spread_matrix(directions, projection, sigma_deg):
@@ -74,7 +74,7 @@ def padded_lists(lists):
 
 
 @register("tf_sparse")
-class TfSparse(Localizer):
+class TfSparse(VoteMemory, Localizer):
     # the share of bins falls with reverberation and noise; its ratio to the map's mean does not
     # fall as far: with the per-bin onset weighting sensor noise alone stands at most 3.1 times
     # above the mean (p90 2.7; a peak in 1 of 46 updates, never a track), a source on the real
@@ -86,7 +86,7 @@ class TfSparse(Localizer):
         from scipy.spatial import cKDTree
 
         self.min_coherence = float(min_coherence)
-        self.memory_s = float(memory_s)
+        self._init_memory(memory_s)
         self.pair_i, self.pair_j, self.pair_group, baselines, _ = baseline_groups(self.array.positions)
         fine = self.grid.directions
         spacing = max(2.0 * self.grid.spacing_deg, 6.0)  # coarse search: a quarter of the cells or fewer
@@ -104,10 +104,6 @@ class TfSparse(Localizer):
         self._white = np.zeros((self.array.n_mics, n_band), dtype=np.complex64)
         self._cross = np.zeros((n_band, 0, 2 * len(baselines)), dtype=np.float32)
         self.votes = np.zeros(self.grid.n_dirs, dtype=np.float64)
-        self.memory = np.zeros(self.grid.n_dirs, dtype=np.float64)
-        self._total = 0.0
-        self._memory_total = 0.0
-        self._frames = 0
         self.bin_onset = bin_onset
         self.min_margin = float(min_margin)
         self._bin_ref = np.zeros(n_band)
@@ -135,23 +131,12 @@ class TfSparse(Localizer):
         self._frames += len(frames)
 
     def _compute(self, out):
-        if self._total <= 0.0:
-            return False
-        keep = float(np.exp(-self._frames * self.hop / self.sample_rate / self.memory_s)) if self.memory_s > 0 else 0.0
-        # each update's share, averaged over the memory: a silence fades its sources (their
-        # loud past must not outweigh a quiet present)
-        self.memory *= keep
-        self.memory += (1.0 - keep) / self._total * (self.spread @ self.votes)
-        self._memory_total = keep * self._memory_total + (1.0 - keep)
-        out[:] = self.memory / self._memory_total
+        done = self._fold(self.spread @ self.votes, out)
         self.votes[:] = 0.0
-        self._total = 0.0
-        self._frames = 0
-        return True
+        return done
 
     def reset(self):
         super().reset()
-        self.memory[:] = 0.0
-        self._memory_total = 0.0
+        self._forget_memory()
         self._bin_ref[:] = 0.0
         self._bin_seen[:] = 0
