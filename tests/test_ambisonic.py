@@ -149,3 +149,37 @@ def test_ambisonic_beams_are_hypercardioids():
         beam = beams_of_new(b.astype(np.float32), 512, array, look, 16000)[0]
         want = (1 + 3 * float(look @ other)) / 4 if gain is None else gain
         assert np.allclose(beam, want * s[-512:], atol=1e-5)
+
+
+@pytest.mark.parametrize("where", ["seam", "zenith"])
+def test_360_camera_seam_and_zenith(where):
+    """An FOA microphone with a 360-degree (equirectangular) camera looking along +x: a source
+    straight behind (azimuth 180, on the picture's left and right edges) is one source and one
+    blob once the picture wraps around; a source straight up lands on the top rows."""
+    from scipy import ndimage
+
+    from helpers import ROOT, Collect
+
+    az, el = (180.0, 0.0) if where == "seam" else (0.0, 90.0)
+    scene = {"sources": [{"kind": "noise", "azimuth_deg": az, "elevation_deg": el, "level_db": -20.0}], "snr_db": 20.0}
+    sink = Collect()
+    cfg = load_config(None, {"array": "ambix_foa", "duration": 1.5, "source.scene": scene, "engine.speech": "off",
+                             "camera.intrinsics": str(ROOT / "calibration" / "example_equirectangular.yaml")})
+    pipe = Pipeline(cfg, [sink])
+    pipe.run_sync()
+    cam = pipe.camera
+    for hm in sink.maps[len(sink.maps) // 2:]:
+        near = [p for p in hm.peaks if angular_distance_deg(np.array([to_unit(p.azimuth_deg, p.elevation_deg)]),
+                                                           to_unit(az, el))[0] <= 15.0]
+        assert len(near) == 1 and len(hm.peaks) == 1, hm.peaks  # one source, not two halves
+        (u, v), = pipe.overlay.peak_pixels(near)
+        img = pipe.overlay.map_image(hm.values)
+        blob = img >= 0.5 * img.max()
+        if where == "seam":
+            assert min(u, cam.width - u) <= 0.03 * cam.width and abs(v - cam.height / 2) <= 0.05 * cam.height
+            assert blob[:, 0].any() and blob[:, -1].any()  # on both edges of the picture
+            _, n_split = ndimage.label(blob)
+            _, n_wrapped = ndimage.label(np.roll(blob, blob.shape[1] // 2, axis=1))
+            assert n_split == 2 and n_wrapped == 1  # two halves on the flat picture, one blob around it
+        else:
+            assert v <= 0.05 * cam.height and blob[0].any()

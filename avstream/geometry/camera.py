@@ -64,7 +64,10 @@ class Camera:
         if self.model == "equirectangular":
             lon = np.arctan2(d[:, 0], d[:, 2])
             lat = -np.arcsin(np.clip(d[:, 1] / np.linalg.norm(d, axis=1), -1.0, 1.0))
-            return (lon / (2 * np.pi) + 0.5) * self.width, (0.5 - lat / np.pi) * self.height
+            # the picture wraps around: longitude +-180 degrees is column 0 (the seam), never
+            # half a pixel past the right edge
+            u = ((lon / (2 * np.pi) + 0.5) * self.width + 0.5) % self.width - 0.5
+            return u, (0.5 - lat / np.pi) * self.height
         front = d[:, 2] > 1e-9
         uv = np.full((len(d), 2), np.nan)
         if front.any():
