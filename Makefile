@@ -14,7 +14,7 @@ test: setup
 	$(VENV)/python -m pytest -q tests
 
 bench: setup
-	$(VENV)/python -m pip install -q pyroomacoustics acoular
+	$(VENV)/python -m pip install -q pyroomacoustics acoular spaudiopy
 	$(VENV)/avstream bench
 
 # retrain the shipped audio-visual engines (about 30 minutes on 2 cores; engines/README.md)

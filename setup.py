@@ -35,8 +35,9 @@ setup(
         # avstream train and the torch backend: torch pinned to the CPU build this machine serves
         "train": ["torch==2.13.0", "onnx>=1.16", "onnxscript>=0.1", "onnxruntime>=1.17"],
         "test": ["pytest>=7", "pyroomacoustics>=0.7", "mcap-ros2-support>=0.5", "wheel", "python-xlib>=0.33",
+                 "spaudiopy>=0.2",  # bench W5's peer
                  "onnxruntime>=1.17", "torch==2.13.0", "onnx>=1.16", "onnxscript>=0.1"],
-        "bench": ["pyroomacoustics>=0.7", "acoular>=24.3"],
+        "bench": ["pyroomacoustics>=0.7", "acoular>=24.3", "spaudiopy>=0.2"],
     },
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),

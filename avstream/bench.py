@@ -13,6 +13,12 @@ W4  ReSpeaker 4-mic, three talkers at once (azimuth 180, 225 and 270, espeak-ng 
     reported peak within 10 degrees of azimuth, per update: the array is planar and the
     Multi_SSL anchor is in azimuth; for avstream also of its tracks). Multi_SSL
     (DUET + SRP-PHAT, the tf_sparse idea) is quoted: about 0.3 s per source per estimate.
+W5  First-order ambisonic microphone (AmbiX), full sphere 2562, frame 512, hop 256, 4 frames per
+    update, two talkers (azimuth/elevation 40/10 and 130/-20, espeak-ng speech), RT60 0.3 s, every
+    image source encoded per reflection (``foa_scene``): avstream's intensity, MVDR and MUSIC
+    against spaudiopy's SH-domain MUSIC, MVDR (MPDR power map) and pseudo-intensity: ms per
+    update and recall@10 (3-D angle). spaudiopy gets the band-passed signal and the true source
+    count; its maps' peaks are picked greedily 20 degrees apart.
 P   Publishing: cost per heatmap for ROS 2 on DDS, ZeroMQ and MCAP at 64x48 and 640x480.
 E   Engines: time per frame of the learned engines on 2 CPU threads, ONNX Runtime against
     torch eager, at the default size (96x128, localizer and segmenter in one network) and at
@@ -56,7 +62,10 @@ WORKLOADS = {
                band=(300.0, 3500.0), sources=[(60.0, 15.0), (-150.0, 25.0)]),
     "W4": dict(array="respeaker_4mic_hat", grid="sphere:2562", frame=512, hop=256, update_frames=4,
                band=(300.0, 6000.0), sources=[(180.0, 20.0), (-135.0, 25.0), (-90.0, 15.0)], speech=True),
+    "W5": dict(array="ambix_foa", grid="sphere:2562", frame=512, hop=256, update_frames=4,
+               band=(300.0, 6000.0), sources=[(40.0, 10.0), (130.0, -20.0)], speech=True),
 }
+FOA_METHODS = ["intensity", "mvdr", "music"]
 METHOD_PEERS = {"srp_phat": ["SRP"], "music": ["MUSIC", "NormMUSIC"], "tf_sparse": [], "mvdr": [], "clean_sc": []}
 # (clean_sc's peer is acoular's CLEAN-SC: bench_acoular_cleansc)
 
@@ -111,6 +120,52 @@ def _scene(array, sources, seconds, seed=0, speech=False):
     room.simulate(snr=20)
     x = room.mic_array.signals[:, :int(seconds * FS)]
     return (x / np.abs(x).max() * 0.5).astype(np.float32)
+
+
+def foa_scene(sources, seconds, signals, seed=0, rt60=0.3, snr_db=20.0, distance=1.5, convention="ambix"):
+    """A first-order ambisonic recording of sources (azimuth, elevation) in the bench's room:
+    pyroomacoustics' image sources (positions and wall damping), each encoded into first-order
+    spherical harmonics along its own direction with its delay and 1/r spreading, as a
+    coincident B-format microphone hears them; uncorrelated sensor noise at ``snr_db``.
+
+    ``signals``: one per source. Returns (4, n) float32 in ``convention`` ("ambix": W, Y, Z, X,
+    SN3D; "fuma": W at -3 dB, X, Y, Z), scaled to peak 0.5.
+    """
+    import pyroomacoustics as pra
+    from scipy.signal import fftconvolve
+
+    room_dim = [6.0, 5.0, 3.0]
+    e_abs, max_order = pra.inverse_sabine(rt60, room_dim)
+    room = pra.ShoeBox(room_dim, fs=FS, materials=pra.Material(e_abs), max_order=max_order)
+    center = np.array([3.1, 2.4, 1.3])
+    n = int(seconds * FS)
+    for az, el in sources:
+        room.add_source(center + distance * to_unit(az, el))
+    room.add_microphone_array(pra.MicrophoneArray(center[:, None], FS))
+    room.image_source_model()
+    c = pra.constants.get("c")
+    out = np.zeros((4, n))
+    for src, sig in zip(room.sources, signals):
+        v = src.images.T - center
+        r = np.linalg.norm(v, axis=1)
+        u = v / r[:, None]
+        amp = src.damping.reshape(-1)[: len(r)] / (4 * np.pi * r)
+        delay = r / c * FS
+        i0 = np.floor(delay).astype(int)
+        frac = delay - i0
+        rir = np.zeros((4, int(delay.max()) + 2))
+        sh = np.stack([np.ones(len(r)), u[:, 1], u[:, 2], u[:, 0]])  # AmbiX: W, Y, Z, X (SN3D)
+        for ch in range(4):  # each image split linearly between its two nearest samples
+            np.add.at(rir[ch], i0, sh[ch] * amp * (1 - frac))
+            np.add.at(rir[ch], i0 + 1, sh[ch] * amp * frac)
+            out[ch] += fftconvolve(np.resize(np.asarray(sig, float), n), rir[ch])[:n]
+    noise = np.random.default_rng(seed + 1).standard_normal(out.shape)
+    out += noise * np.sqrt(np.mean(out[0] ** 2)) / 10 ** (snr_db / 20)
+    if convention == "fuma":
+        out = np.stack([out[0] / np.sqrt(2.0), out[3], out[1], out[2]])
+    elif convention != "ambix":
+        raise ValueError(f"unknown convention {convention!r}")
+    return (out / np.abs(out).max() * 0.5).astype(np.float32)
 
 
 def _errors(found_dirs, truth_dirs, azimuth_only=False):
@@ -231,13 +286,97 @@ def bench_sources(w, x, truth, grid, quick):
     return rows
 
 
+def bench_foa(w, x, truth, grid, quick, peers=True):
+    """W5 rows: (system, s/update, recall peaks, recall tracks, speed-up of avstream's nearest kin)."""
+    rows, ours = [], {}
+    for method in FOA_METHODS:
+        print(f"bench: W5 avstream {method} ...", file=sys.stderr, flush=True)
+        t, r_peaks, r_tracks, _ = bench_avstream(w, x, truth, 1 if quick else 2, method=method, recall=True)
+        ours[method] = t
+        rows.append((f"avstream {method}", t, r_peaks, r_tracks, None))
+    if not peers:
+        return rows
+    for algo, kin in [("MUSIC", "music"), ("MVDR", "mvdr"), ("pseudo-intensity", "intensity")]:
+        print(f"bench: W5 spaudiopy {algo} ...", file=sys.stderr, flush=True)
+        try:
+            t, r = bench_spaudiopy(w, x, truth, grid, algo, 3 if quick else 10)
+        except ImportError:
+            rows.append((f"spaudiopy {algo} (not installed)", None, None, None, None))
+            continue
+        rows.append((f"spaudiopy {algo}", t, r, None, t / ours[kin]))
+    return rows
+
+
+def _spaudiopy():
+    """spaudiopy 0.2.0 calls scipy.special.sph_harm and numpy.trapz, which SciPy 1.17 and NumPy 2
+    removed: it gets their documented replacements (same values) before it is imported."""
+    import scipy.special as ss
+
+    if not hasattr(ss, "sph_harm"):
+        ss.sph_harm = lambda m, n, azi, zen: ss.sph_harm_y(n, m, zen, azi)
+    if not hasattr(np, "trapz"):
+        np.trapz = np.trapezoid
+    import spaudiopy
+
+    return spaudiopy
+
+
+def _greedy_peaks(power, dirs, k, exclusion_deg=20.0):
+    found = []
+    for i in np.argsort(power)[::-1]:
+        if all(angular_distance_deg(dirs[i][None], f)[0] > exclusion_deg for f in found):
+            found.append(dirs[i])
+            if len(found) == k:
+                break
+    return found
+
+
+def bench_spaudiopy(w, x, truth, grid, algo, max_updates):
+    """spaudiopy on the W5 scene: (s per update, recall@10). MUSIC and MVDR on each update's
+    SH covariance (N3D, band-passed samples); pseudo-intensity on the whole signal, its
+    per-sample vectors averaged over each update."""
+    from scipy.signal import butter, sosfiltfilt
+
+    spa = _spaudiopy()
+    arr = load_array(w["array"])
+    sos = butter(4, list(w["band"]), btype="band", fs=FS, output="sos")
+    xb = sosfiltfilt(sos, x.astype(np.float64), axis=1) * np.array([1.0, np.sqrt(3.0), np.sqrt(3.0), np.sqrt(3.0)])[:, None]
+    dirs = grid.directions
+    azi, zen = np.arctan2(dirs[:, 1], dirs[:, 0]), np.arccos(np.clip(dirs[:, 2], -1, 1))
+    step, length = w["hop"] * w["update_frames"], (w["update_frames"] - 1) * w["hop"] + w["frame"]
+    starts = list(range(xb.shape[1] // 4, xb.shape[1] - length, step))[:max_updates]
+    hits = []
+    if algo == "pseudo-intensity":
+        b = spa.sig.AmbiBSignal([xb[0], xb[3], xb[1], xb[2]], FS)  # W, X, Y, Z
+        t0 = time.perf_counter()
+        i_azi, i_zen, i_r = spa.parsa.pseudo_intensity(b, jobs_count=1)
+        dt = (time.perf_counter() - t0) / (xb.shape[1] / step)
+        vec = np.stack([np.sin(i_zen) * np.cos(i_azi), np.sin(i_zen) * np.sin(i_azi), np.cos(i_zen)], 1) * i_r[:, None]
+        for s0 in starts:
+            v = vec[s0:s0 + length].sum(axis=0)
+            hits.append(_recall([v / (np.linalg.norm(v) + 1e-30)], truth, arr))
+        return dt, float(np.mean(hits))
+    t0 = time.perf_counter()
+    for s0 in starts:
+        seg = xb[:, s0:s0 + length]
+        cov = seg @ seg.T
+        if algo == "MUSIC":
+            power = spa.parsa.sh_music(cov, len(truth), azi, zen)
+        else:
+            weights = spa.parsa.sh_mvdr(cov, azi, zen)  # (g, 4)
+            power = np.sum(np.abs(weights @ seg) ** 2, axis=1)
+        hits.append(_recall(_greedy_peaks(np.real(power), dirs, len(truth)), truth, arr))
+    return (time.perf_counter() - t0) / len(starts), float(np.mean(hits))
+
+
 def _sources_table(rows, updates_per_s):
     lines = ["| system | ms/update | real-time CPU (1 core) | recall@10 peaks | recall@10 tracks | "
              "avstream speed-up |", "|---|---:|---:|---:|---:|---:|"]
     f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
     for label, t, rp, rt, ratio in rows:
         lines.append(f"| {label} | {f(t and t * 1e3, '.3f')} | {f(t and 100 * t * updates_per_s, '.1f')}"
-                     f"{'%' if t else ''} | {f(rp, '.2f')} | {f(rt, '.2f')} | {f(ratio, ',.0f')}{'x' if ratio else ''} |")
+                     f"{'%' if t else ''} | {f(rp, '.2f')} | {f(rt, '.2f')} | "
+                     f"{f(ratio, ',.0f' if ratio and ratio >= 10 else '.2f')}{'x' if ratio else ''} |")
     return "\n".join(lines)
 
 
@@ -297,15 +436,23 @@ def main(names, quick=False, peers=True):
     names = [n.strip().upper() for n in names]
     publish = "P" in names
     engines = "E" in names
-    sources_rows = None
+    sources_rows = foa_rows = None
     for name in [n for n in names if n not in ("P", "E")]:
         if name not in WORKLOADS:
-            raise SystemExit(f"unknown workload {name} (W1, W2, W3, W4, P, E)")
+            raise SystemExit(f"unknown workload {name} (W1, W2, W3, W4, W5, P, E)")
         w = WORKLOADS[name]
         arr = load_array(w["array"])
         grid = parse_grid(w["grid"], arr)
         truth = [to_unit(az, el) for az, el in w["sources"]]
-        x = _scene(arr, w["sources"], 3.0 if quick else 6.0, seed=1, speech=w.get("speech", False))
+        seconds = 3.0 if quick else 6.0
+        if arr.ambisonic:
+            n = int(seconds * FS)
+            x = foa_scene(w["sources"], seconds, [_speech(k, n) for k in range(len(w["sources"]))], seed=1)
+        else:
+            x = _scene(arr, w["sources"], seconds, seed=1, speech=w.get("speech", False))
+        if name == "W5":
+            foa_rows = bench_foa(w, x, truth, grid, quick, peers)
+            continue
         if name == "W4":
             sources_rows = bench_sources(w, x, truth, grid, quick) if peers else \
                 [(f"avstream {m}", *bench_avstream(w, x, truth, 1, method=m, recall=True)[:3], None)
@@ -338,6 +485,11 @@ def main(names, quick=False, peers=True):
         print("\nW4: three talkers on the 4-mic array, every method (recall@10: share of the true sources "
               "found within 10 degrees of azimuth per update; a planar array hardly sees elevation):\n")
         print(_sources_table(sources_rows, FS / (w["hop"] * w["update_frames"])))
+    if foa_rows:
+        w = WORKLOADS["W5"]
+        print("\nW5: two talkers on a first-order ambisonic microphone (recall@10: share of the true sources "
+              "found within 10 degrees, 3-D angle, per update):\n")
+        print(_sources_table(foa_rows, FS / (w["hop"] * w["update_frames"])))
     if publish:
         print("\nPublishing cost per heatmap (serialise + send, no subscriber):\n")
         print(_publish_table(bench_publish(quick)))

@@ -59,52 +59,14 @@ def write_wav(path, signals: np.ndarray, fs=16000, subtype="PCM_16"):
 
 def foa_room_scene(azimuths_deg, elevations_deg, signals=None, fs=16000, duration=3.0, rt60=0.3, snr_db=20.0,
                    distance=1.5, seed=0, convention="ambix"):
-    """A first-order ambisonic recording of the same kind of room: pyroomacoustics' image sources
-    (positions and wall damping), each encoded into first-order spherical harmonics along its
-    own direction with its delay and 1/r spreading, as a coincident B-format microphone hears
-    them; uncorrelated sensor noise at ``snr_db``.
+    """A first-order ambisonic recording of the same kind of room (avstream.bench.foa_scene:
+    pyroomacoustics' image sources encoded per reflection); white noise sources by default.
+    Returns (4, n) float32 in ``convention`` ("ambix" or "fuma")."""
+    from avstream.bench import foa_scene
 
-    Returns (4, n) float32 in ``convention``: "ambix" (W, Y, Z, X; SN3D) or "fuma" (W at -3 dB,
-    X, Y, Z), scaled to peak 0.5.
-    """
-    import pyroomacoustics as pra
-    from scipy.signal import fftconvolve
-
-    rng = np.random.default_rng(seed)
-    room_dim = [6.0, 5.0, 3.0]
-    e_abs, max_order = pra.inverse_sabine(rt60, room_dim)
-    room = pra.ShoeBox(room_dim, fs=fs, materials=pra.Material(e_abs), max_order=max_order)
-    center = np.array([3.1, 2.4, 1.3])
+    assert fs == 16000
     n = int(duration * fs)
-    sigs = []
-    for k, (az, el) in enumerate(zip(azimuths_deg, elevations_deg)):
-        a, e = np.deg2rad(az), np.deg2rad(el)
-        room.add_source(center + distance * np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)]))
-        sigs.append(rng.standard_normal(n) if signals is None else np.resize(signals[k], n))
-    room.add_microphone_array(pra.MicrophoneArray(center[:, None], fs))
-    room.image_source_model()
-    c = pra.constants.get("c")
-    out = np.zeros((4, n))
-    for src, sig in zip(room.sources, sigs):
-        v = src.images.T - center
-        r = np.linalg.norm(v, axis=1)
-        u = v / r[:, None]
-        amp = src.damping.reshape(-1)[: len(r)] / (4 * np.pi * r)
-        delay = r / c * fs
-        length = int(delay.max()) + 2
-        rir = np.zeros((4, length))
-        i0 = np.floor(delay).astype(int)
-        frac = delay - i0
-        sh = np.stack([np.ones(len(r)), u[:, 1], u[:, 2], u[:, 0]])  # AmbiX: W, Y, Z, X (SN3D)
-        for ch in range(4):  # linear split of each image between its two nearest samples
-            np.add.at(rir[ch], i0, sh[ch] * amp * (1 - frac))
-            np.add.at(rir[ch], i0 + 1, sh[ch] * amp * frac)
-        for ch in range(4):
-            out[ch] += fftconvolve(sig, rir[ch])[:n]
-    noise = np.random.default_rng(seed + 1).standard_normal(out.shape)
-    out += noise * np.sqrt(np.mean(out[0] ** 2)) / 10 ** (snr_db / 20)
-    if convention == "fuma":
-        out = np.stack([out[0] / np.sqrt(2.0), out[3], out[1], out[2]])
-    elif convention != "ambix":
-        raise ValueError(convention)
-    return (out / np.abs(out).max() * 0.5).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    sigs = [rng.standard_normal(n) if signals is None else np.resize(signals[k], n) for k in range(len(azimuths_deg))]
+    return foa_scene(list(zip(azimuths_deg, elevations_deg)), duration, sigs, seed=seed, rt60=rt60, snr_db=snr_db,
+                     distance=distance, convention=convention)

@@ -26,6 +26,21 @@ def test_bench_every_method_on_three_talkers():
         assert float(r[2]) > 0 and 0 <= float(r[4]) <= 1 and 0 <= float(r[5]) <= 1
 
 
+def test_bench_ambisonic_rows_beside_spaudiopy():
+    """W5: avstream's three ambisonic methods and spaudiopy's three (the test extra installs it),
+    each with a time and a recall (0..1)."""
+    p = run_cli("bench", "--quick", "--workloads", "W5", timeout=600)
+    assert p.returncode == 0, p.stderr
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in p.stdout.splitlines()
+            if line.startswith("| avstream ") or line.startswith("| spaudiopy ")]
+    ours = [r for r in rows if r[0].startswith("avstream")]
+    assert [r[0] for r in ours] == ["avstream intensity", "avstream mvdr", "avstream music"]
+    peers = [r for r in rows if r[0].startswith("spaudiopy")]
+    assert [r[0] for r in peers] == ["spaudiopy MUSIC", "spaudiopy MVDR", "spaudiopy pseudo-intensity"]
+    for r in ours + peers:
+        assert float(r[1]) > 0 and 0 <= float(r[3]) <= 1
+
+
 def test_bench_publishing_rows():
     p = run_cli("bench", "--quick", "--workloads", "P", timeout=600)
     assert p.returncode == 0, p.stderr

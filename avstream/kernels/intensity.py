@@ -80,13 +80,13 @@ def intensity_votes(spec, lo, hi, weights, gain, sharpness, vectors, strength):
 
 
 @njit(cache=True, fastmath=True)
-def vote_map(vectors, strength, n, directions, kappa, cos_cut, out):
-    """out[d] += sum_v strength[v] exp(kappa (u_d . v - 1)) over votes within the cut-off."""
-    n_dirs = directions.shape[0]
+def vote_histogram(vectors, strength, n, lut, out):
+    """out[cell] += strength of each vote, its cell looked up on an azimuth x elevation raster
+    (lut (n_el, n_az) int64: the grid cell nearest each raster point)."""
+    n_el, n_az = lut.shape
     for v in range(n):
-        vx, vy, vz = vectors[v, 0], vectors[v, 1], vectors[v, 2]
-        s = strength[v]
-        for d in range(n_dirs):
-            c = directions[d, 0] * vx + directions[d, 1] * vy + directions[d, 2] * vz
-            if c >= cos_cut:
-                out[d] += s * np.exp(kappa * (c - 1.0))
+        az = np.arctan2(vectors[v, 1], vectors[v, 0])
+        el = np.arcsin(min(1.0, max(-1.0, vectors[v, 2])))
+        i = int((az + np.pi) / (2.0 * np.pi) * n_az + 0.5) % n_az
+        j = int((el + 0.5 * np.pi) / np.pi * (n_el - 1) + 0.5)
+        out[lut[j, i]] += strength[v]

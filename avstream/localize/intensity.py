@@ -4,8 +4,9 @@ Every band bin of every frame votes for its intensity direction (kernels.intensi
 (1 - diffuseness) times the bin's onset weight (``bin_onset`` plus how far its energy rises over
 its own last ``onset_s``, at most 10: the direct sound of an onset reaches the microphone before
 the room does, as in tf_sparse). One direct sound gives consistent, heavy votes; reverberation
-and diffuse noise give light, scattered ones. The votes are spread by a von Mises-Fisher kernel
-of width ``spread_deg`` over the grid and kept with a memory of ``memory_s``. Power scale: the
+and diffuse noise give light, scattered ones. Each vote lands in its nearest grid cell (looked
+up on a 1-degree raster), the cells' votes are spread by a Gaussian of ``spread_deg`` (a sparse
+matrix, as tf_sparse's) and kept with a memory of ``memory_s``. Power scale: the
 share of the (weighted) votes near each direction, so a map has a zero floor and a peak must
 stand ``min_contrast`` times above the map's mean.
 """
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.intensity import bin_levels, intensity_votes, vote_map
+from ..kernels.intensity import bin_levels, intensity_votes, vote_histogram
 from ..kernels.tfbins import bin_onsets
-from .base import Localizer, VoteMemory, register
+from .base import Localizer, VoteMemory, register, spread_matrix
 
 
 @register("intensity")
@@ -24,10 +25,15 @@ class Intensity(VoteMemory, Localizer):
     min_contrast = 3.0
 
     def _configure(self, spread_deg=8.0, memory_s=0.5, bin_onset=0.1, onset_s=0.032, sharpness=1.0):
+        from scipy.spatial import cKDTree
+
         self.sharpness = float(sharpness)
-        sigma = np.deg2rad(spread_deg)
-        self.kappa = 1.0 / sigma ** 2
-        self.cos_cut = float(np.cos(min(3.0 * sigma, np.pi)))
+        self.spread = spread_matrix(self.grid.directions, np.eye(3), spread_deg)
+        az = np.deg2rad(np.arange(360) - 180.0)
+        el = np.deg2rad(np.arange(181) - 90.0)
+        AZ, EL = np.meshgrid(az, el)
+        raster = np.stack([np.cos(EL) * np.cos(AZ), np.cos(EL) * np.sin(AZ), np.sin(EL)], axis=-1).reshape(-1, 3)
+        self._lut = cKDTree(self.grid.directions).query(raster)[1].reshape(EL.shape).astype(np.int64)
         self._init_memory(memory_s)
         self.bin_onset = bin_onset
         n_band = self.hi - self.lo
@@ -40,7 +46,6 @@ class Intensity(VoteMemory, Localizer):
         self._str = np.zeros(0)
         self._level = np.zeros((0, n_band))
         self._gain = np.ones((0, n_band))
-        self._dirs = np.ascontiguousarray(self.grid.directions, dtype=np.float64)
 
     def _accumulate(self, frames, weights):
         n_band = self.hi - self.lo
@@ -58,12 +63,12 @@ class Intensity(VoteMemory, Localizer):
                        float(self.bin_onset), 10.0)
             np.divide(self._level, np.maximum(raw, 1e-30), out=self._gain)
         n = intensity_votes(frames, self.lo, self.hi, weights, self._gain, self.sharpness, self._vec, self._str)
-        vote_map(self._vec, self._str, n, self._dirs, self.kappa, self.cos_cut, self._votes)
+        vote_histogram(self._vec, self._str, n, self._lut, self._votes)
         self._total += float(self._str[:n].sum())
         self._frames += len(frames)
 
     def _compute(self, out):
-        done = self._fold(self._votes, out)
+        done = self._fold(self.spread @ self._votes, out)
         self._votes[:] = 0.0
         return done
 

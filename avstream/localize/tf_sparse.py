@@ -31,22 +31,7 @@ import numpy as np
 
 from ..geometry.arrays import baseline_groups
 from ..kernels.tfbins import bin_onsets, group_cross_spectra, steering_table, vote_bins
-from .base import Localizer, VoteMemory, register
-
-
-def spread_matrix(directions, projection, sigma_deg):
-    """Sparse (D, D) Gaussian kernel (1 at distance 0) over the distance between projected
-    directions, cut at 3 sigma."""
-    import scipy.sparse as sp
-    from scipy.spatial import cKDTree
-
-    u = directions @ projection.T
-    sigma = np.deg2rad(sigma_deg)
-    pairs = cKDTree(u).query_pairs(3 * sigma, output_type="ndarray")
-    i = np.concatenate([pairs[:, 0], pairs[:, 1], np.arange(len(u))])
-    j = np.concatenate([pairs[:, 1], pairs[:, 0], np.arange(len(u))])
-    w = np.exp(-((u[i] - u[j]) ** 2).sum(axis=1) / (2 * sigma ** 2))
-    return sp.csr_matrix((w, (i, j)), shape=(len(u), len(u)))
+from .base import Localizer, VoteMemory, register, spread_matrix
 
 
 def coarse_subset(directions, spacing_deg):
