@@ -122,21 +122,28 @@ def _scene(array, sources, seconds, seed=0, speech=False):
     return (x / np.abs(x).max() * 0.5).astype(np.float32)
 
 
-def foa_scene(sources, seconds, signals, seed=0, rt60=0.3, snr_db=20.0, distance=1.5, convention="ambix"):
+def foa_scene(sources, seconds, signals, seed=0, rt60=0.3, snr_db=20.0, distance=1.5, convention="ambix",
+              capsule_radius=0.015):
     """A first-order ambisonic recording of sources (azimuth, elevation) in the bench's room:
     pyroomacoustics' image sources (positions and wall damping), each encoded into first-order
     spherical harmonics along its own direction with its delay and 1/r spreading, as a
-    coincident B-format microphone hears them; uncorrelated sensor noise at ``snr_db``.
+    coincident B-format microphone hears them (``rt60`` None: the direct sound alone);
+    uncorrelated sensor noise at ``snr_db``.
 
     ``signals``: one per source. Returns (4, n) float32 in ``convention`` ("ambix": W, Y, Z, X,
-    SN3D; "fuma": W at -3 dB, X, Y, Z), scaled to peak 0.5.
+    SN3D; "fuma": W at -3 dB, X, Y, Z; "a_format": four cardioid capsules on a tetrahedron of
+    ``capsule_radius`` (front-left-up, front-right-down, back-left-down, back-right-up), each
+    hearing every image with its own gain and its own delay), scaled to peak 0.5.
     """
     import pyroomacoustics as pra
-    from scipy.signal import fftconvolve
+    from scipy.signal import fftconvolve, resample_poly
 
     room_dim = [6.0, 5.0, 3.0]
-    e_abs, max_order = pra.inverse_sabine(rt60, room_dim)
-    room = pra.ShoeBox(room_dim, fs=FS, materials=pra.Material(e_abs), max_order=max_order)
+    if rt60 is None:  # the direct sound alone (free field)
+        room = pra.ShoeBox(room_dim, fs=FS, max_order=0)
+    else:
+        e_abs, max_order = pra.inverse_sabine(rt60, room_dim)
+        room = pra.ShoeBox(room_dim, fs=FS, materials=pra.Material(e_abs), max_order=max_order)
     center = np.array([3.1, 2.4, 1.3])
     n = int(seconds * FS)
     for az, el in sources:
@@ -150,20 +157,29 @@ def foa_scene(sources, seconds, signals, seed=0, rt60=0.3, snr_db=20.0, distance
         r = np.linalg.norm(v, axis=1)
         u = v / r[:, None]
         amp = src.damping.reshape(-1)[: len(r)] / (4 * np.pi * r)
-        delay = r / c * FS
-        i0 = np.floor(delay).astype(int)
-        frac = delay - i0
-        rir = np.zeros((4, int(delay.max()) + 2))
-        sh = np.stack([np.ones(len(r)), u[:, 1], u[:, 2], u[:, 0]])  # AmbiX: W, Y, Z, X (SN3D)
+        up = 4  # the responses are built at 4x the rate, then brought down: a fraction of a sample holds
+        delay = r / c * FS * up
+        rir = np.zeros((4, int(delay.max()) + 2 + up * int(capsule_radius / c * FS + 2)))
+        if convention == "a_format":
+            caps = np.array([to_unit(a, e) for a, e in ((45, 35.264), (-45, -35.264), (135, -35.264), (-135, 35.264))])
+            gains = 0.5 * (1 + u @ caps.T).T  # (4, images): cardioids
+            delays = delay[None] - capsule_radius * (u @ caps.T).T / c * FS * up  # a capsule nearer the image hears it earlier
+        else:
+            gains = np.stack([np.ones(len(r)), u[:, 1], u[:, 2], u[:, 0]])  # AmbiX: W, Y, Z, X (SN3D)
+            delays = np.broadcast_to(delay, gains.shape)
         for ch in range(4):  # each image split linearly between its two nearest samples
-            np.add.at(rir[ch], i0, sh[ch] * amp * (1 - frac))
-            np.add.at(rir[ch], i0 + 1, sh[ch] * amp * frac)
+            i0 = np.floor(delays[ch]).astype(int)
+            frac = delays[ch] - i0
+            np.add.at(rir[ch], i0, gains[ch] * amp * (1 - frac))
+            np.add.at(rir[ch], i0 + 1, gains[ch] * amp * frac)
+        rir = resample_poly(rir, 1, up, axis=1) * up
+        for ch in range(4):
             out[ch] += fftconvolve(np.resize(np.asarray(sig, float), n), rir[ch])[:n]
     noise = np.random.default_rng(seed + 1).standard_normal(out.shape)
     out += noise * np.sqrt(np.mean(out[0] ** 2)) / 10 ** (snr_db / 20)
     if convention == "fuma":
         out = np.stack([out[0] / np.sqrt(2.0), out[3], out[1], out[2]])
-    elif convention != "ambix":
+    elif convention not in ("ambix", "a_format"):
         raise ValueError(f"unknown convention {convention!r}")
     return (out / np.abs(out).max() * 0.5).astype(np.float32)
 

@@ -98,6 +98,9 @@ class AudioFrontEnd:
         # an ambisonic array's channels become AmbiX (W, Y, Z, X; SN3D) here, whatever their convention
         self._encode = None if array.encode is None or np.array_equal(array.encode, np.eye(4)) else \
             np.asarray(array.encode, dtype=np.float32)
+        # an A-format microphone's capsule-spacing correction, per STFT bin
+        eq = array.equalizer(np.arange(frame // 2 + 1) * self.sample_rate / frame)
+        self._eq = None if eq is None else eq.astype(np.complex64)
         self._mic_buf = np.zeros((array.n_mics, max_block), dtype=np.float32)
         self._frames = np.zeros((update_frames, array.n_mics, self.stft.n_freq), dtype=np.complex64)
         self._weights = np.ones(update_frames, dtype=np.float32)
@@ -166,6 +169,8 @@ class AudioFrontEnd:
                 if self._n_frames == 0:
                     self._update_start = s0
                 self._frames[self._n_frames] = frames[k]
+                if self._eq is not None:
+                    self._frames[self._n_frames] *= self._eq
                 self._weights[self._n_frames] = 0.0 if self._replaced and self._touches_replaced(s0) else 1.0
                 self._n_frames += 1
                 if self._n_frames == len(self._frames):

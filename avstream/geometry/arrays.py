@@ -57,7 +57,8 @@ class MicArray:
     note: str = ""
     kind: str = "mics"  # "mics" (positions) or "ambisonic" (first-order B-format)
     encode: np.ndarray | None = None  # ambisonic: (4, 4) input channels -> AmbiX (W, Y, Z, X, SN3D)
-    convention: str = ""  # ambisonic: "ambix", "fuma" or "<channel order>/<normalisation>"
+    convention: str = ""  # ambisonic: "ambix", "fuma", "<channel order>/<normalisation>" or "a_format"
+    capsules: tuple | None = None  # A-format: (capsule directions (4, 3), radius m, pattern p)
 
     @property
     def n_mics(self) -> int:
@@ -72,10 +73,49 @@ class MicArray:
         """True when all microphones lie in one plane (up/down cannot be told apart)."""
         return False if self.ambisonic else _plane_normal(self.positions)[1]
 
+    def equalizer(self, freqs: np.ndarray, c: float = SPEED_OF_SOUND, max_boost_db: float = 15.0):
+        """A-format only: (4, n_freqs) complex gains that undo the capsule spacing per bin (None
+        for other arrays). Spaced capsules make the A-to-B matrix's W and X, Y, Z depart from
+        ideal harmonics as frequency rises; each order's mean response over the sphere, G_n(f),
+        is computed from the capsule geometry and inverted (boosting at most ``max_boost_db``):
+        the spacing-correction filters of a tetrahedral microphone."""
+        if self.capsules is None:
+            return None
+        dirs, radius, _ = self.capsules
+        k = np.arange(400) + 0.5  # directions all around (a golden spiral)
+        z = 1.0 - 2.0 * k / 400
+        phi = np.pi * (1.0 + np.sqrt(5.0)) * k
+        u = np.stack([np.sqrt(1 - z * z) * np.cos(phi), np.sqrt(1 - z * z) * np.sin(phi), z], axis=1)
+        gains = _capsule_gains(self.capsules, u)  # (D, 4)
+        phase = np.exp(2j * np.pi * np.asarray(freqs)[:, None, None] * radius * (u @ dirs.T)[None] / c)  # (F, D, 4)
+        b = np.einsum("ij,fdj->fdi", self.encode, gains[None] * phase)  # (F, D, 4) AmbiX
+        sh = np.stack([np.ones(len(u)), u[:, 1], u[:, 2], u[:, 0]], axis=1)  # (D, 4)
+        floor = 10 ** (-max_boost_db / 10)
+        eq = np.empty((4, len(freqs)), complex)
+        for chans in ((0,), (1, 2, 3)):
+            ideal = sh[:, chans]
+            g = np.einsum("dc,fdc->f", ideal, b[:, :, chans]) / np.sum(ideal ** 2)
+            eq[list(chans)] = (np.conj(g) / np.maximum(np.abs(g) ** 2, floor))[None]
+        return eq
+
+    def a_format_model(self, freqs: np.ndarray, c: float = SPEED_OF_SOUND) -> np.ndarray:
+        """A-format only: (n_freqs, 4, 4) complex, the capsules' signals to the AmbiX bins the
+        capture path makes of them (the A-to-B matrix, then the spacing correction)."""
+        return self.equalizer(freqs, c).T[:, :, None] * self.encode[None].astype(complex)
+
     def steering(self, freqs: np.ndarray, directions: np.ndarray, c: float = SPEED_OF_SOUND) -> np.ndarray:
         """Unit-norm steering vectors (n_freqs, n_dirs, n_mics), complex: a plane wave from each
         direction as the channels see it. Microphones: phases exp(j w r_m . u / c); ambisonic:
-        the first-order SN3D spherical harmonics (1, y, z, x), the same at every frequency."""
+        the first-order SN3D spherical harmonics (1, y, z, x), the same at every frequency; an
+        A-format microphone: what its spaced capsules make of the wave after the capture path's
+        A-to-B conversion (so the spacing's departure from ideal harmonics is modelled, not an error)."""
+        if self.capsules is not None:
+            dirs, radius, _ = self.capsules
+            d = np.asarray(directions, dtype=np.float64)
+            caps = _capsule_gains(self.capsules, d)[None] * np.exp(
+                2j * np.pi * np.asarray(freqs)[:, None, None] * radius * (d @ dirs.T)[None] / c)  # (F, D, 4)
+            b = np.einsum("fij,fdj->fdi", self.a_format_model(freqs, c), caps)
+            return b / np.linalg.norm(b, axis=2, keepdims=True)
         if self.ambisonic:
             d = np.asarray(directions, dtype=np.float64)
             sh = np.stack([np.ones(len(d)), d[:, 1], d[:, 2], d[:, 0]], axis=1) / np.sqrt(2.0)
@@ -192,6 +232,52 @@ def _ambisonic(name, order=1, channel_order="acn", normalisation="sn3d", n_chann
                     None if sample_rate is None else int(sample_rate), None, note, "ambisonic", encode, convention)
 
 
+# A-format: the tetrahedral capsules front-left-up, front-right-down, back-left-down and
+# back-right-up (FACTS 5.3), azimuth and elevation in degrees
+TETRAHEDRON = ((45.0, 35.264), (-45.0, -35.264), (135.0, -35.264), (-135.0, 35.264))
+
+
+def _unit(az_deg, el_deg):
+    a, e = np.deg2rad(az_deg), np.deg2rad(el_deg)
+    return np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
+
+
+def _capsule_gains(capsules, u):
+    """(D, 4) directional gains (1 - p) + p d . u of the capsules toward directions u (D, 3)."""
+    dirs, _, p = capsules
+    return (1.0 - p) + p * (np.asarray(u) @ dirs.T)
+
+
+def _a_format(name, capsules=TETRAHEDRON, radius=None, pattern=0.5, n_channels=None, mic_channels=None,
+              sample_rate=None, note=""):
+    """A tetrahedral A-format microphone: its 4 capsules become AmbiX (W, Y, Z, X; SN3D) by the
+    matrix that inverts the coincident capsules' gains, and the spacing-correction filters of
+    ``MicArray.equalizer`` in the STFT."""
+    try:
+        dirs = np.array([_unit(float(a), float(e)) for a, e in capsules])
+    except (TypeError, ValueError):
+        raise ConfigError(f"array {name}: capsules must be 4 [azimuth, elevation] pairs in degrees") from None
+    if dirs.shape != (4, 3):
+        raise ConfigError(f"array {name}: capsules must be 4 [azimuth, elevation] pairs, got {len(dirs)}")
+    angles = np.degrees(np.arccos(np.clip((dirs @ dirs.T)[np.triu_indices(4, 1)], -1, 1)))
+    if np.max(np.abs(angles - 109.47)) > 5.0:
+        raise ConfigError(f"array {name}: the capsules are not a tetrahedron (angles between them "
+                          f"{np.round(angles, 1).tolist()} degrees; a tetrahedron has 109.5)")
+    if not isinstance(radius, (int, float)) or isinstance(radius, bool) or not 0 < radius <= 0.05:
+        raise ConfigError(f"array {name}: radius (the capsules' distance from the centre, metres) must be within "
+                          f"(0, 0.05], got {radius!r}")
+    if not isinstance(pattern, (int, float)) or not 0 < pattern <= 1:
+        raise ConfigError(f"array {name}: pattern (first-order p: 0.5 cardioid, 1 figure-of-eight) must be within "
+                          f"(0, 1], got {pattern!r}")
+    base = _ambisonic(name, 1, "acn", "sn3d", n_channels, mic_channels, sample_rate, note)
+    # capsule gains = M [1, x, y, z]; AmbiX = [1, y, z, x] = P M^-1 capsules
+    M = np.hstack([np.full((4, 1), 1.0 - pattern), pattern * dirs])
+    P = np.zeros((4, 4))
+    P[0, 0], P[1, 2], P[2, 3], P[3, 1] = 1, 1, 1, 1
+    return MicArray(name, base.positions, base.n_channels, base.mic_channels, base.sample_rate, None, note,
+                    "ambisonic", P @ np.linalg.inv(M), "a_format", (dirs, float(radius), float(pattern)))
+
+
 def _ring(radius, n, start_deg=0.0):
     ang = np.deg2rad(start_deg + 360.0 * np.arange(n) / n)
     return np.stack([radius * np.cos(ang), radius * np.sin(ang), np.zeros(n)], axis=1)
@@ -306,10 +392,17 @@ def array_from_yaml(path: Path) -> MicArray:
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
     if kind == "a_format":
-        raise ConfigError(f"{path}: kind a_format (tetrahedral capsules) is not supported yet: convert to B-format "
-                          f"with the microphone's A-to-B converter and use kind: ambisonic")
+        unknown = set(doc) - {"kind", "capsules", "radius", "pattern", "n_channels", "mic_channels", "sample_rate",
+                              "note"}
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} for kind: a_format")
+        try:
+            return _a_format(str(path), doc.get("capsules", TETRAHEDRON), doc.get("radius"), doc.get("pattern", 0.5),
+                             doc.get("n_channels"), doc.get("mic_channels"), doc.get("sample_rate"), doc.get("note", ""))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     if kind != "mics":
-        raise ConfigError(f"{path}: unknown kind {kind!r} (known: mics, ambisonic)")
+        raise ConfigError(f"{path}: unknown kind {kind!r} (known: mics, ambisonic, a_format)")
     if not isinstance(doc, dict) or "mic_positions" not in doc:
         raise ConfigError(f"{path}: missing key 'mic_positions' (a list of [x, y, z] rows in metres)")
     rows = doc["mic_positions"]
@@ -371,6 +464,15 @@ def baseline_groups(positions: np.ndarray, tol: float = 1e-4):
 
 def save_array(array: MicArray, path) -> None:
     """Write ``array`` as an array YAML that ``load_array`` reads back to the same array."""
+    if array.capsules is not None:
+        dirs, radius, pattern = array.capsules
+        caps = [[float(np.degrees(np.arctan2(d[1], d[0]))), float(np.degrees(np.arcsin(d[2])))] for d in dirs]
+        doc = {"kind": "a_format", "capsules": caps, "radius": radius, "pattern": pattern,
+               "mic_channels": [int(c) for c in array.mic_channels], "n_channels": int(array.n_channels)}
+        if array.sample_rate:
+            doc["sample_rate"] = int(array.sample_rate)
+        Path(path).write_text(f"# array {array.name}, as recorded by avstream\n" + yaml.safe_dump(doc, sort_keys=False))
+        return
     if array.ambisonic:
         order, norm = {"ambix": ("acn", "sn3d"), "fuma": ("fuma", "fuma")}.get(
             array.convention, tuple(array.convention.split("/")))

@@ -37,14 +37,15 @@ def _bin(spec, k, f):
 
 
 @njit(cache=True, fastmath=True)
-def intensity_votes(spec, lo, hi, weights, gain, sharpness, vectors, strength):
+def intensity_votes(spec, lo, hi, weights, gain, sharpness, vectors, strength, bins):
     """Each band bin's direction (unit vector) and weight, for the frames with weight > 0.
 
     The diffuseness of a bin is taken over the update's frames (intensity and energy summed),
     so a bin whose direction holds still counts, one that swings (diffuse sound, two sources
     taking turns) does not; each frame's vote has weight (1 - diffuseness) ** sharpness times the frame's
     weight times gain[k, f - lo] (the bin's onset weight, or 1).
-    spec (K, 4, F) complex64; vectors (K * (hi - lo), 3) and strength (K * (hi - lo),) out.
+    spec (K, 4, F) complex64; vectors (K * (hi - lo), 3), strength and bins (the vote's bin, for
+    correct_a_format) (K * (hi - lo),) out.
     Returns the number of votes written.
     """
     n_frames = spec.shape[0]
@@ -75,6 +76,7 @@ def intensity_votes(spec, lo, hi, weights, gain, sharpness, vectors, strength):
             vectors[n, 1] = vy / m
             vectors[n, 2] = vz / m
             strength[n] = weights[k] * direct * gain[k, f - lo]
+            bins[n] = f
             n += 1
     return n
 
@@ -90,3 +92,44 @@ def vote_histogram(vectors, strength, n, lut, out):
         i = int((az + np.pi) / (2.0 * np.pi) * n_az + 0.5) % n_az
         j = int((el + 0.5 * np.pi) / np.pi * (n_el - 1) + 0.5)
         out[lut[j, i]] += strength[v]
+
+
+@njit(cache=True, fastmath=True)
+def _measured(u0, u1, u2, model, caps, kr, pattern):
+    """The intensity direction an A-format microphone's capture path reports for a plane wave
+    from u: capsule gains and phases (kr = 2 pi f r / c), then ``model`` (4, 4) to AmbiX."""
+    a = np.empty(4, np.complex128)
+    for i in range(4):
+        c = caps[i, 0] * u0 + caps[i, 1] * u1 + caps[i, 2] * u2
+        a[i] = ((1.0 - pattern) + pattern * c) * np.exp(1j * kr * c)
+    b = np.zeros(4, np.complex128)
+    for i in range(4):
+        for j in range(4):
+            b[i] += model[i, j] * a[j]
+    w = b[0]
+    ix = w.real * b[3].real + w.imag * b[3].imag
+    iy = w.real * b[1].real + w.imag * b[1].imag
+    iz = w.real * b[2].real + w.imag * b[2].imag
+    m = np.sqrt(ix * ix + iy * iy + iz * iz) + 1e-30
+    return ix / m, iy / m, iz / m
+
+
+@njit(cache=True, fastmath=True)
+def correct_a_format(vectors, bins, n, lo, models, caps, kr_per_bin, pattern, iterations):
+    """Undo an A-format microphone's spatial aliasing per vote: find the direction u whose
+    modelled measurement equals the vote's v, by ``iterations`` fixed-point steps
+    u <- u - (measured(u) - v) (the bias is small and smooth below kr of about 1)."""
+    for v in range(n):
+        f = bins[v]
+        model = models[f - lo]
+        kr = kr_per_bin * f
+        t0, t1, t2 = vectors[v, 0], vectors[v, 1], vectors[v, 2]
+        u0, u1, u2 = t0, t1, t2
+        for _ in range(iterations):
+            m0, m1, m2 = _measured(u0, u1, u2, model, caps, kr, pattern)
+            u0 -= m0 - t0
+            u1 -= m1 - t1
+            u2 -= m2 - t2
+            norm = np.sqrt(u0 * u0 + u1 * u1 + u2 * u2) + 1e-30
+            u0, u1, u2 = u0 / norm, u1 / norm, u2 / norm
+        vectors[v, 0], vectors[v, 1], vectors[v, 2] = u0, u1, u2
