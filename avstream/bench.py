@@ -15,7 +15,7 @@ W4  ReSpeaker 4-mic, three talkers at once (azimuth 180, 225 and 270, espeak-ng 
     (DUET + SRP-PHAT, the tf_sparse idea) is quoted: about 0.3 s per source per estimate.
 W5  First-order ambisonic microphone (AmbiX), full sphere 2562, frame 512, hop 256, 4 frames per
     update, two talkers (azimuth/elevation 40/10 and 130/-20, espeak-ng speech), RT60 0.3 s, every
-    image source encoded per reflection (``foa_scene``): avstream's intensity, MVDR and MUSIC
+    image source encoded per reflection (``foa_scene``): avstream's intensity, PWD, MVDR and MUSIC
     against spaudiopy's SH-domain MUSIC, MVDR (MPDR power map) and pseudo-intensity: ms per
     update and recall@10 (3-D angle). spaudiopy gets the band-passed signal and the true source
     count; its maps' peaks are picked greedily 20 degrees apart.
@@ -65,7 +65,7 @@ WORKLOADS = {
     "W5": dict(array="ambix_foa", grid="sphere:2562", frame=512, hop=256, update_frames=4,
                band=(300.0, 6000.0), sources=[(40.0, 10.0), (130.0, -20.0)], speech=True),
 }
-FOA_METHODS = ["intensity", "mvdr", "music"]
+FOA_METHODS = ["intensity", "pwd", "mvdr", "music"]
 METHOD_PEERS = {"srp_phat": ["SRP"], "music": ["MUSIC", "NormMUSIC"], "tf_sparse": [], "mvdr": [], "clean_sc": []}
 # (clean_sc's peer is acoular's CLEAN-SC: bench_acoular_cleansc)
 

@@ -230,7 +230,19 @@ class IntensityOptions:
         _check(0.005 <= self.onset_s <= 2, f"{key}.onset_s", "must be within 0.005..2 s")
 
 
-METHODS = ("srp_phat", "tf_sparse", "mvdr", "music", "clean_sc", "intensity")  # the localizers (avstream/localize)
+@dataclass(frozen=True)
+class PwdOptions:
+    """localize.pwd.*: first-order plane-wave decomposition (max-DI beams) of an ambisonic array."""
+
+    bins: int = 48  # band bins used (spread over the band)
+    memory_s: float = 0.25  # time constant of the covariance estimate
+
+    def validate(self, key):
+        _check(2 <= self.bins <= 4096, f"{key}.bins", "must be within 2..4096")
+        _check(0 <= self.memory_s <= 60, f"{key}.memory_s", "must be within 0..60 s")
+
+
+METHODS = ("srp_phat", "tf_sparse", "mvdr", "music", "clean_sc", "intensity", "pwd")  # the localizers (avstream/localize)
 AUTO_METHODS = ("tf_sparse", "srp_phat", "intensity")  # what method auto picks from (LocalizeConfig.resolve)
 AUTO_MAX_MICS = 4  # auto: tf_sparse on arrays of at most this many microphones, else srp_phat  # the localizers (avstream/localize); each has its options section
 
@@ -259,6 +271,7 @@ class LocalizeConfig:
     music: MusicOptions = field(default_factory=MusicOptions)
     clean_sc: CleanScOptions = field(default_factory=CleanScOptions)
     intensity: IntensityOptions = field(default_factory=IntensityOptions)
+    pwd: PwdOptions = field(default_factory=PwdOptions)
 
     def resolve(self, n_mics: int, kind: str = "mics") -> str:
         """The method used on an array of ``n_mics`` microphones (``kind`` "ambisonic": intensity)."""

@@ -65,7 +65,7 @@ def test_fuma_and_ambix_agree_and_the_convention_matters(one_talker):
     assert not errs or np.median(errs) > 20.0  # FuMa's X, Y, Z land on AmbiX's Y, Z, X
 
 
-@pytest.mark.parametrize("method", ["mvdr", "music", "clean_sc"])
+@pytest.mark.parametrize("method", ["mvdr", "music", "clean_sc", "pwd"])
 def test_covariance_methods_steer_with_spherical_harmonics(one_talker, method):
     truth, files = one_talker
     sink, _ = locate_file(files["ambix"], "ambix_foa", **{"localize.sources": 1, "localize.method": method})
@@ -134,8 +134,9 @@ def test_diffuse_noise_is_no_source(tmp_path):
     for u in fibonacci_sphere(64):
         x += np.outer([1.0, u[1], u[2], u[0]], rng.standard_normal(n))
     wav = write_wav(tmp_path / "diffuse.wav", (x / np.abs(x).max() * 0.3).astype(np.float32))
-    sink, summary = locate_file(wav, "ambix_foa", **{"localize.sources": 3})
-    assert np.mean([bool(h.peaks) for h in sink.maps]) <= 0.05 and summary["tracks"] == []
+    for method in ("intensity", "pwd"):
+        sink, summary = locate_file(wav, "ambix_foa", **{"localize.sources": 3, "localize.method": method})
+        assert np.mean([bool(h.peaks) for h in sink.maps]) <= 0.05 and summary["tracks"] == [], method
 
 
 def test_ambisonic_beams_are_hypercardioids():

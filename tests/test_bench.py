@@ -27,14 +27,14 @@ def test_bench_every_method_on_three_talkers():
 
 
 def test_bench_ambisonic_rows_beside_spaudiopy():
-    """W5: avstream's three ambisonic methods and spaudiopy's three (the test extra installs it),
+    """W5: avstream's four ambisonic methods and spaudiopy's three (the test extra installs it),
     each with a time and a recall (0..1)."""
     p = run_cli("bench", "--quick", "--workloads", "W5", timeout=600)
     assert p.returncode == 0, p.stderr
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in p.stdout.splitlines()
             if line.startswith("| avstream ") or line.startswith("| spaudiopy ")]
     ours = [r for r in rows if r[0].startswith("avstream")]
-    assert [r[0] for r in ours] == ["avstream intensity", "avstream mvdr", "avstream music"]
+    assert [r[0] for r in ours] == ["avstream intensity", "avstream pwd", "avstream mvdr", "avstream music"]
     peers = [r for r in rows if r[0].startswith("spaudiopy")]
     assert [r[0] for r in peers] == ["spaudiopy MUSIC", "spaudiopy MVDR", "spaudiopy pseudo-intensity"]
     for r in ours + peers:
