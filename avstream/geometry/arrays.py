@@ -203,9 +203,15 @@ NORMALISATIONS = ("sn3d", "n3d", "fuma")  # fuma = maxN (first order: W at -3 dB
 
 def _ambisonic(name, order=1, channel_order="acn", normalisation="sn3d", n_channels=None, mic_channels=None,
                sample_rate=None, note=""):
-    """A first-order B-format array; ``encode`` maps its channels to AmbiX (ACN, SN3D)."""
-    if order != 1:
-        raise ConfigError(f"array {name}: order {order!r}: only first-order ambisonics (order: 1) is supported")
+    """A B-format array; ``encode`` maps its first-order channels to AmbiX (ACN, SN3D). A
+    higher-order AmbiX stream (``order`` 2-7, ACN) has (order + 1)^2 channels, of which the
+    first four are its first order: those are used."""
+    if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= 7:
+        raise ConfigError(f"array {name}: order {order!r}: must be an integer within 1..7")
+    if order > 1 and channel_order != "acn":
+        raise ConfigError(f"array {name}: order {order} needs channel_order acn (FuMa's higher orders are not read)")
+    if order > 1 and n_channels is None:
+        n_channels = (order + 1) ** 2
     if channel_order not in CHANNEL_ORDERS:
         raise ConfigError(f"array {name}: unknown channel_order {channel_order!r} (known: {', '.join(CHANNEL_ORDERS)})")
     if normalisation not in NORMALISATIONS:
@@ -228,6 +234,8 @@ def _ambisonic(name, order=1, channel_order="acn", normalisation="sn3d", n_chann
         encode[acn, src] = scale[acn]
     convention = {("acn", "sn3d"): "ambix", ("fuma", "fuma"): "fuma"}.get((channel_order, normalisation),
                                                                           f"{channel_order}/{normalisation}")
+    if order > 1:
+        convention += f" (order {order}, first order used)"
     return MicArray(name, np.zeros((4, 3)), n_channels, mic_channels,
                     None if sample_rate is None else int(sample_rate), None, note, "ambisonic", encode, convention)
 
