@@ -98,6 +98,9 @@ def _add_run_options(p):
     p.add_argument("--record", metavar="PATH.mcap",
                      help="record every ROS 2 topic to an MCAP file (ros2 bag play and Foxglove open it)")
     p.add_argument("--no-status", action="store_true", help="no live status line")
+    p.add_argument("--foxglove", nargs="?", type=int, const=8765, metavar="PORT",
+                   help="serve the ROS 2 topics live to the Foxglove app (WebSocket, default port 8765, "
+                        "loopback; --set foxglove.host=... to bind wider); needs avstream[dashboard]")
     p.add_argument("--no-ros", action="store_true",
                      help="do not publish ROS 2 topics (default: on DDS, domain ROS_DOMAIN_ID)")
     p.add_argument("--zmq", metavar="ENDPOINT",
@@ -282,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 RUN_VALUE_FLAGS = [("source", "source.kind"), ("file", "source.path"), ("device", "source.device"),
                    ("rate", "source.sample_rate"), ("format", "source.sample_format"), ("jsonl", "output.jsonl"),
                    ("npz", "output.npz"), ("save_sources", "output.sources"), ("record", "output.record"),
-                   ("zmq", "zmq.endpoint"),
+                   ("zmq", "zmq.endpoint"), ("foxglove", "foxglove.port"),
                    ("zmq_secret_key", "zmq.curve_secret_key"), ("zmq_clients", "zmq.curve_clients"),
                    ("camera", "camera.source"), ("intrinsics", "camera.intrinsics"),
                    ("extrinsics", "camera.extrinsics"), ("overlay", "output.overlay")]
@@ -366,6 +369,9 @@ def cmd_run(args) -> int:
 
     for z in (s for s in sinks if isinstance(s, ZmqSink)):
         print(f"avstream: ZeroMQ stream on {z.endpoint} (check it: avstream echo {z.endpoint})", file=sys.stderr)
+    for f in (s for s in sinks if type(s).__name__ == "FoxgloveSink"):
+        print(f"avstream: Foxglove on ws://{f.host}:{f.port} (Foxglove app: Open connection, Foxglove WebSocket; "
+              f"layout: {os.path.join(os.path.dirname(__file__), 'foxglove_layout.json')})", file=sys.stderr)
     pipe = Pipeline(cfg, sinks, status=status)
     if cfg.source.kind == "synthetic":
         scene = ", ".join(f"{s.kind} at az {s.azimuth_deg:+.0f} el {s.elevation_deg:+.0f}"

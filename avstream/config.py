@@ -419,6 +419,17 @@ class RosConfig:
 
 
 @dataclass(frozen=True)
+class FoxgloveConfig:
+    """The ROS 2 topics live to the Foxglove app over its WebSocket protocol (needs foxglove-sdk)."""
+
+    port: Optional[int] = None  # serve on this port (8765 is Foxglove's default); null = off
+    host: str = "127.0.0.1"  # loopback by default: the protocol has no authentication
+
+    def validate(self, key):
+        _check(self.port is None or 0 <= self.port <= 65535, f"{key}.port", "must be within 0..65535 (0: any free)")
+
+
+@dataclass(frozen=True)
 class ZmqConfig:
     """The ZeroMQ stream for dashboards (see avstream/sinks/zmq_sink.py for the wire format)."""
 
@@ -480,6 +491,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     ros: RosConfig = field(default_factory=RosConfig)
     zmq: ZmqConfig = field(default_factory=ZmqConfig)
+    foxglove: FoxgloveConfig = field(default_factory=FoxgloveConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
 
@@ -492,6 +504,7 @@ class Config:
         self.output.validate("output")
         self.ros.validate("ros")
         self.zmq.validate("zmq")
+        self.foxglove.validate("foxglove")
         self.camera.validate("camera")
         self.engine.validate("engine")
         _check(self.camera.source != "synthetic" or self.source.kind == "synthetic", "camera.source",

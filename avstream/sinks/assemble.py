@@ -8,8 +8,9 @@ ZMQ_NEXT_FREE = 20  # ports after the default ZeroMQ port tried when it is taken
 def build_sinks(cfg, node=None) -> list:
     """Every sink ``cfg`` asks for, in the order they are written to.
 
-    Files (JSON Lines, .npz), the MCAP recording, the ZeroMQ stream, the ROS 2 topics (through
-    rclpy on ``node`` when one is given, else straight on DDS) and the overlay video and window.
+    Files (JSON Lines, .npz), the MCAP recording, the ZeroMQ stream, the Foxglove WebSocket
+    server, the ROS 2 topics (through rclpy on ``node`` when one is given, else straight on DDS)
+    and the overlay video and window.
     A sink that cannot start (a port in use, a bad path) raises here, before anything runs.
     """
     from . import JsonlSink, NpzSink
@@ -38,6 +39,10 @@ def build_sinks(cfg, node=None) -> list:
         sinks.append(ZmqSink(z.endpoint, z.hwm, z.curve_secret_key, z.curve_clients, ros.frame_id,
                              z.overlay_quality, ros.camera_frame_id, z.source_audio,
                              next_free=ZMQ_NEXT_FREE if z.endpoint == ZmqConfig.endpoint else 0))
+    if cfg.foxglove.port is not None:
+        from .foxglove_sink import FoxgloveSink
+
+        sinks.append(FoxgloveSink(cfg.foxglove.port, cfg.foxglove.host, ros))
     if node is not None:
         from .rclpy_sink import RclpySink
 
