@@ -10,7 +10,7 @@ setup(
     version="0.1.0",
     description="Real-time audio-visual sound-source localization for robots",
     packages=find_packages(include=["avstream", "avstream.*"]),
-    package_data={"avstream": ["foxglove_layout.json"]},
+    package_data={"avstream": ["foxglove_layout.json", "web/*.html", "web/*.js"]},
     python_requires=">=3.10",
     # floors that Humble's Ubuntu 22.04 packages satisfy (python3-yaml 5.4.1, python3-zmq 22.3,
     # python3-soundfile 0.10.3, python3-opencv 4.5.4, python3-pyaudio 0.2.11), so rosdep's apt
@@ -37,9 +37,9 @@ setup(
         "train": ["torch==2.13.0", "onnx>=1.16", "onnxscript>=0.1", "onnxruntime>=1.17"],
         "test": ["pytest>=7", "pyroomacoustics>=0.7", "mcap-ros2-support>=0.5", "wheel", "python-xlib>=0.33",
                  "spaudiopy>=0.2",  # bench W5's peer
-                 "foxglove-sdk>=0.30", "websockets>=12",
+                 "foxglove-sdk>=0.30", "websockets>=12", "selenium>=4.10",
                  "onnxruntime>=1.17", "torch==2.13.0", "onnx>=1.16", "onnxscript>=0.1"],
-        # live viewers: the Foxglove WebSocket server (avstream run --foxglove)
+        # live viewers: the web page (avstream dashboard) and the Foxglove WebSocket server (run --foxglove)
         "dashboard": ["foxglove-sdk>=0.30", "websockets>=12"],
         "bench": ["pyroomacoustics>=0.7", "acoular>=24.3", "spaudiopy>=0.2"],
     },

@@ -101,6 +101,9 @@ def _add_run_options(p):
     p.add_argument("--foxglove", nargs="?", type=int, const=8765, metavar="PORT",
                    help="serve the ROS 2 topics live to the Foxglove app (WebSocket, default port 8765, "
                         "loopback; --set foxglove.host=... to bind wider); needs avstream[dashboard]")
+    p.add_argument("--dashboard", nargs="?", type=int, const=8080, metavar="PORT",
+                   help="also serve the live web page (avstream dashboard) for this run's ZeroMQ stream "
+                        "(default port 8080, loopback)")
     p.add_argument("--no-ros", action="store_true",
                      help="do not publish ROS 2 topics (default: on DDS, domain ROS_DOMAIN_ID)")
     p.add_argument("--zmq", metavar="ENDPOINT",
@@ -278,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     eb.add_argument("--precision", choices=["fp16", "fp32", "int8"], default="fp16")
     eb.add_argument("--cache-dir", help="plan cache (default ~/.cache/avstream/engines)")
     sub.add_parser("devices", help="list audio input devices")
+    db = sub.add_parser("dashboard", help="a live web page over avstream ZeroMQ streams",
+                        description="Serve a web page (heatmap, overlay, sources, direction plot, input meters, "
+                                    "status) over one or more avstream ZeroMQ streams, bridged over a WebSocket. "
+                                    "Needs avstream[dashboard].")
+    db.add_argument("endpoints", nargs="*", default=["tcp://127.0.0.1:5556"],
+                    help="ZeroMQ PUB endpoints of avstream runs (default tcp://127.0.0.1:5556)")
+    db.add_argument("--port", type=int, default=8080, help="HTTP/WebSocket port (default 8080; 0: any free)")
+    db.add_argument("--bind", default="127.0.0.1", help="address to serve on (default loopback; others need --token)")
+    db.add_argument("--token", help="access token: the page is opened as http://HOST:PORT/?token=TOKEN")
     return parser
 
 
@@ -369,6 +381,13 @@ def cmd_run(args) -> int:
 
     for z in (s for s in sinks if isinstance(s, ZmqSink)):
         print(f"avstream: ZeroMQ stream on {z.endpoint} (check it: avstream echo {z.endpoint})", file=sys.stderr)
+    dash = None
+    if getattr(args, "dashboard", None) is not None:
+        zmq_sinks = [s for s in sinks if isinstance(s, ZmqSink)]
+        if not zmq_sinks:
+            raise AvstreamError("--dashboard shows the ZeroMQ stream: drop --no-zmq")
+        dash = _dashboard([zmq_sinks[0].endpoint], args.dashboard)
+        print(f"avstream: dashboard on {dash.url}", file=sys.stderr)
     for f in (s for s in sinks if type(s).__name__ == "FoxgloveSink"):
         print(f"avstream: Foxglove on ws://{f.host}:{f.port} (Foxglove app: Open connection, Foxglove WebSocket; "
               f"layout: {os.path.join(os.path.dirname(__file__), 'foxglove_layout.json')})", file=sys.stderr)
@@ -387,7 +406,11 @@ def cmd_run(args) -> int:
     # a file read as fast as possible runs in this thread: nothing to pace, nothing to drop,
     # and video frames pair with the audio by stream time exactly
     fast = cfg.source.kind != "device" and not cfg.source.realtime
-    summary = pipe.run_sync() if fast else pipe.run()  # Ctrl-C ends the run like the duration does
+    try:
+        summary = pipe.run_sync() if fast else pipe.run()  # Ctrl-C ends the run like the duration does
+    finally:
+        if dash is not None:
+            dash.stop()
     peaks = ", ".join(f"az {p['azimuth_deg']:+.1f} el {p['elevation_deg']:+.1f} (power {p['power']:.2f})"
                       for p in summary["peaks"]) or "none"
     print(f"avstream: {summary['updates']} updates over {summary['seconds']:.1f} s ({summary['method']}); dominant "
@@ -409,6 +432,33 @@ def cmd_run(args) -> int:
         print(f"avstream: recording {r['folder']}: {r['seconds']:.1f} s of audio, {r['frames']} frames", file=sys.stderr)
     if pipe.array.planar:
         print("avstream: note: " + pipe.array.describe()["ambiguity"], file=sys.stderr)
+    return 0
+
+
+def _dashboard(endpoints, port, bind="127.0.0.1", token=None):
+    try:
+        from .dashboard import Dashboard
+    except ImportError as exc:
+        raise AvstreamError(f"the dashboard needs websockets: pip install 'avstream[dashboard]' ({exc})") from None
+    try:
+        return Dashboard(endpoints, bind, port, token).start()
+    except ModuleNotFoundError as exc:
+        raise AvstreamError(f"the dashboard needs websockets: pip install 'avstream[dashboard]' ({exc})") from None
+
+
+def cmd_dashboard(args) -> int:
+    import threading
+
+    dash = _dashboard(args.endpoints, args.port, args.bind, args.token)
+    print(f"avstream: dashboard on {dash.url} for {', '.join(args.endpoints)} (Ctrl-C stops)", file=sys.stderr)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    dash.stop()
     return 0
 
 
@@ -646,7 +696,8 @@ def main(argv=None) -> int:
         # ROS 2's own arguments (ros2 run / launch): namespace, node name, remaps, parameters
         args.ros_overrides = ros_args.to_overrides(ros_tokens) if ros_tokens else {}
         return {"run": cmd_run, "record": cmd_run, "locate": cmd_locate, "bench": cmd_bench, "echo": cmd_echo, "calibrate": cmd_calibrate,
-                "engines": cmd_engines, "train": cmd_train, "devices": cmd_devices}[args.command](args)
+                "engines": cmd_engines, "train": cmd_train, "devices": cmd_devices,
+                "dashboard": cmd_dashboard}[args.command](args)
     except AvstreamError as exc:
         print(f"avstream: error: {exc}", file=sys.stderr)
         return 2

@@ -106,6 +106,7 @@ class UpdateWindow:
     flags: set
     samples: np.ndarray | None = None
     new_samples: int = 0
+    levels: dict | None = None  # per microphone since the previous update: rms_dbfs, peak_dbfs
 
 
 @dataclass
@@ -174,6 +175,7 @@ class Heatmap:
     source_audio_t: float = 0.0  # stream time of their first sample
     audio: np.ndarray | None = None  # (n_mics, n) float32: the samples new since the last update
     audio_t: float = 0.0  # stream time of their first sample
+    levels: dict | None = None  # per microphone since the previous update: rms_dbfs, peak_dbfs (lists)
 
     def stamp_at(self, t: float) -> float:
         """Capture time of stream time ``t`` (e.g. ``source_audio_t``), on the source's clock."""

@@ -316,6 +316,7 @@ class Pipeline:
         hm = self.localizer.process(win.frames, win.weights, t=win.t, stamp=win.stamp, seq=self.n_updates,
                                     flags=win.flags)
         self.n_updates += 1
+        hm.levels = win.levels
         hm.status = {"updates": self.n_updates, "dropped_blocks": self.dropped, "overflows": self.overflows,
                      "latency_s": round(max(0.0, time.time() - hm.stamp), 4) if hm.stamp > 1e9 else 0.0,
                      "device": self.source.describe(), "device_state": self.source.state}

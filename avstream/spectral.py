@@ -116,6 +116,9 @@ class AudioFrontEnd:
         self._fed = 0  # samples fed to the STFT
         self._replaced = deque()  # (first, last) stream samples that were NaN or Inf
         self.n_samples = 0  # stream samples seen (block.index + its length)
+        self._sumsq = np.zeros(array.n_mics)  # per microphone since the last window: the input meters
+        self._peak = np.zeros(array.n_mics)
+        self._level_n = 0
         self.seq = 0
         self.flag_counts = Counter()
 
@@ -161,6 +164,10 @@ class AudioFrontEnd:
         self._stamp_ref = (self._fed, block.stamp)
         if self.keep:
             self._remember(mics)
+        if n:
+            self._sumsq += np.einsum("ij,ij->i", mics, mics)
+            np.maximum(self._peak, np.abs(mics).max(axis=1), out=self._peak)
+            self._level_n += n
         self._fed += n
         self.n_samples = block.index + n
         for start, frames in self.stft.push(mics):
@@ -212,6 +219,12 @@ class AudioFrontEnd:
                            flags=self._update_flags, new_samples=end - self._last_end)
         if self.keep:
             win.samples = self._samples(end)
+        if self._level_n:
+            db = lambda v: [round(float(x), 1) for x in 20 * np.log10(np.maximum(v, 1e-10))]  # noqa: E731
+            win.levels = {"rms_dbfs": db(np.sqrt(self._sumsq / self._level_n)), "peak_dbfs": db(self._peak)}
+            self._sumsq[:] = 0.0
+            self._peak[:] = 0.0
+            self._level_n = 0
         self._last_end = end
         self._update_flags = set()
         self.seq += 1

@@ -11,7 +11,9 @@ the stream start), ``seq``, ``frame_id``, ``dtype`` ("<f4"), ``shape`` ([rows, c
 (geometry.grids.ImageLayout.definition: pixel -> direction), ``sources`` (this update's peaks:
 azimuth_deg, elevation_deg, power), ``tracks`` (the tracked sources: id, azimuth_deg,
 elevation_deg, power, velocity_deg_s, age_s, probability, silent_s; empty when tracking is
-off) and ``flags``. Send high-water marks are small, so a slow or dead
+off), ``flags``, ``levels`` (per microphone since the previous update: ``rms_dbfs`` and
+``peak_dbfs``, the input meters) and ``status`` (updates, dropped_blocks, overflows, latency_s,
+device, device_state and, with a camera, camera and camera_state). Send high-water marks are small, so a slow or dead
 subscriber loses messages instead of slowing the pipeline (PUB never blocks).
 
 With a camera, a second message per update carries the overlay picture (the map drawn on the
@@ -58,6 +60,9 @@ from ..geometry.grids import ImageLayout
 from .base import Sink
 
 log = logging.getLogger(__name__)
+# the pipeline's counters the header carries (for dashboards)
+STATUS_KEYS = ("updates", "dropped_blocks", "overflows", "latency_s", "device", "device_state", "camera_state",
+               "camera")
 
 TOPIC_HEATMAP = b"avstream/heatmap\0"
 TOPIC_OVERLAY = b"avstream/overlay\0"
@@ -176,7 +181,8 @@ class ZmqSink(Sink):
                   "dtype": "<f4", "shape": [self.layout.rows, self.layout.cols], "grid": self.layout.definition,
                   "sources": [p.to_dict() for p in heatmap.peaks], "flags": sorted(heatmap.flags),
                   "tracks": [tr.to_dict() for tr in heatmap.tracks or []],
-                  "speech": heatmap.speech}
+                  "speech": heatmap.speech, "levels": heatmap.levels,
+                  "status": {k: v for k, v in (heatmap.status or {}).items() if k in STATUS_KEYS}}
         if heatmap.picture is not None:
             header["pixels"] = heatmap.picture.pixels
         try:

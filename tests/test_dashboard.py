@@ -1,0 +1,115 @@
+"""avstream dashboard in a real headless Chromium (Debian's chromium and chromium-driver, driven
+by Selenium) against two running demos streaming on ZeroMQ."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import ROOT, run_cli
+
+pytest.importorskip("websockets")
+webdriver = pytest.importorskip("selenium.webdriver")
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="chromium and chromium-driver not installed "
+                                                                  "(scripts/setup.sh installs them)")
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _demo(endpoint, *args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "avstream", "run", "--duration", "60", "--zmq", endpoint,
+                             "--no-ros", "--no-overlay", "--no-status", *args], env=env, cwd=str(ROOT),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait(fn, timeout=30.0, what="condition"):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture()
+def browser():
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    opts = Options()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,900"):
+        opts.add_argument(a)
+    drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    yield drv
+    drv.quit()
+
+
+def test_dashboard_shows_two_live_streams_and_says_when_one_stops(browser):
+    from avstream.dashboard import Dashboard
+    from avstream.geometry.grids import angular_distance_deg, to_unit
+
+    a, b = f"tcp://127.0.0.1:{_free_port()}", f"tcp://127.0.0.1:{_free_port()}"
+    run_a = _demo(a)  # the UMA-16 demo: 16 channels, a talker at azimuth 30, elevation 70
+    run_b = _demo(b, "--array", "respeaker_4mic_hat", "--no-camera")  # 4 channels
+    dash = Dashboard([a, b], port=0).start()
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        browser.get(dash.url)
+        js = browser.execute_script
+        _wait(lambda: js("return window.avstream && window.avstream.updates") > 10, 90, "updates in the page")
+        first = js("return document.getElementById('heat').toDataURL()")
+        browser.save_screenshot(str(ARTIFACTS / "dashboard_1.png"))
+        time.sleep(1.0)
+        second = js("return document.getElementById('heat').toDataURL()")
+        browser.save_screenshot(str(ARTIFACTS / "dashboard_2.png"))
+        assert first != second  # the heatmap is live
+        assert js("return window.avstream.stream") == a
+        # the source list: the demo's talker within 10 degrees
+        # read in one script: the page redraws the table and meters on every update
+        rows = [r.split() for r in js("return [...document.querySelectorAll('#sources tbody tr')].map(r => r.innerText)")]
+        dirs = [(float(r[1]), float(r[2])) for r in rows]
+        assert any(angular_distance_deg(to_unit(az, el)[None], to_unit(30.0, 70.0))[0] <= 10.0 for az, el in dirs), rows
+        meters = "return document.querySelectorAll('#meters .meter').length"
+        assert js(meters) == 16
+        # the other stream: its own 4 channels, not the first one's 16
+        from selenium.webdriver.support.ui import Select
+
+        Select(browser.find_element("id", "stream")).select_by_visible_text(b)
+        _wait(lambda: js("return window.avstream.stream") == b and js(meters) == 4, 30, "the second stream")
+        assert len(js("return window.avstream.lastHeader.levels.rms_dbfs")) == 4
+        browser.save_screenshot(str(ARTIFACTS / "dashboard_stream_b.png"))
+        # the second run stops: within 3 s the page says since when it has had no data
+        run_b.terminate()
+        run_b.wait(30)
+        stopped = time.time()
+        _wait(lambda: "no data since" in js("return document.getElementById('stale').innerText"), 10,
+              "the stale notice")
+        assert time.time() - stopped <= 3.0 + 0.5  # the notice itself is due within 3 s (poll slack)
+        browser.save_screenshot(str(ARTIFACTS / "dashboard_stale.png"))
+    finally:
+        dash.stop()
+        for p in (run_a, run_b):
+            p.terminate()
+            p.wait(30)
+
+
+def test_dashboard_bad_input(tmp_path):
+    p = run_cli("dashboard", "tcp://127.0.0.1:5999", "--bind", "0.0.0.0", "--port", "0", timeout=60)
+    assert p.returncode == 2 and "--token" in p.stderr and "Traceback" not in p.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        p = run_cli("dashboard", "tcp://127.0.0.1:5999", "--port", s.getsockname()[1], timeout=60)
+    assert p.returncode == 2 and "cannot serve" in p.stderr and "Traceback" not in p.stderr
