@@ -19,6 +19,8 @@ W5  First-order ambisonic microphone (AmbiX), full sphere 2562, frame 512, hop 2
     against spaudiopy's SH-domain MUSIC, MVDR (MPDR power map) and pseudo-intensity: ms per
     update and recall@10 (3-D angle). spaudiopy gets the band-passed signal and the true source
     count; its maps' peaks are picked greedily 20 degrees apart.
+D   Dashboard: the run's CPU (its process, steady state) in real time with the dashboard page
+    open in a headless Chromium against without it, and the page's updates per second.
 P   Publishing: cost per heatmap for ROS 2 on DDS, ZeroMQ and MCAP at 64x48 and 640x480.
 E   Engines: time per frame of the learned engines on 2 CPU threads, ONNX Runtime against
     torch eager, at the default size (96x128, localizer and segmenter in one network) and at
@@ -452,10 +454,11 @@ def main(names, quick=False, peers=True):
     names = [n.strip().upper() for n in names]
     publish = "P" in names
     engines = "E" in names
+    dashboard = "D" in names
     sources_rows = foa_rows = None
-    for name in [n for n in names if n not in ("P", "E")]:
+    for name in [n for n in names if n not in ("P", "E", "D")]:
         if name not in WORKLOADS:
-            raise SystemExit(f"unknown workload {name} (W1, W2, W3, W4, W5, P, E)")
+            raise SystemExit(f"unknown workload {name} (W1, W2, W3, W4, W5, P, E, D)")
         w = WORKLOADS[name]
         arr = load_array(w["array"])
         grid = parse_grid(w["grid"], arr)
@@ -509,6 +512,12 @@ def main(names, quick=False, peers=True):
     if publish:
         print("\nPublishing cost per heatmap (serialise + send, no subscriber):\n")
         print(_publish_table(bench_publish(quick)))
+    if dashboard:
+        print("\nThe run's CPU with the dashboard page open in a headless browser (the demo, 15.6 updates/s):\n")
+        try:
+            print(_dashboard_table(bench_dashboard(quick)))
+        except (ImportError, FileNotFoundError) as exc:
+            print(f"(not measured: {exc}; needs avstream[dashboard], selenium, chromium and chromium-driver)")
     if engines:
         print("\nLearned engines, time per frame on 2 CPU threads:\n")
         try:
@@ -516,6 +525,76 @@ def main(names, quick=False, peers=True):
         except ImportError as exc:
             print(f"(not measured: {exc}; pip install 'avstream[train]')")
     return 0
+
+
+# --- dashboard ------------------------------------------------------------------------------
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_dashboard(quick=False):
+    """[(configuration, run CPU % of one core, page updates/s)]: the demo in real time without
+    and with ``--dashboard`` and a headless Chromium showing the page; CPU measured on the
+    run's process over a steady window (after start-up), not the browser's."""
+    import shutil
+    import socket
+    import subprocess
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        raise FileNotFoundError("chromium / chromedriver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    window = 5.0 if quick else 15.0
+    rows = []
+    for with_page in (False, True):
+        with socket.socket() as sk:
+            sk.bind(("127.0.0.1", 0))
+            port = sk.getsockname()[1]
+        args = [sys.executable, "-m", "avstream", "run", "--duration", str(window + 12), "--no-ros", "--no-status",
+                "--no-overlay", "--zmq", f"tcp://127.0.0.1:{port}"] + (["--dashboard", str(port + 1)] if with_page else [])
+        run = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        browser, rate = None, None
+        try:
+            if with_page:
+                opts = Options()
+                opts.binary_location = chromium
+                for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+                    opts.add_argument(a)
+                time.sleep(6.0)  # the run starts and serves
+                browser = webdriver.Chrome(service=Service(driver), options=opts)
+                browser.get(f"http://127.0.0.1:{port + 1}/")
+                time.sleep(2.0)
+            else:
+                time.sleep(8.0)
+            c0, n0, t0 = _cpu_seconds(run.pid), browser and browser.execute_script("return window.avstream.updates"), \
+                time.monotonic()
+            time.sleep(window)
+            c1, t1 = _cpu_seconds(run.pid), time.monotonic()
+            if browser is not None:
+                rate = (browser.execute_script("return window.avstream.updates") - n0) / (t1 - t0)
+            rows.append(("demo, dashboard page open" if with_page else "demo, no dashboard",
+                         100.0 * (c1 - c0) / (t1 - t0), rate))
+        finally:
+            if browser is not None:
+                browser.quit()
+            run.terminate()
+            run.wait(30)
+    return rows
+
+
+def _dashboard_table(rows):
+    lines = ["| configuration | run CPU (% of one core) | page updates/s |", "|---|---:|---:|"]
+    for label, cpu, rate in rows:
+        lines.append(f"| {label} | {cpu:.1f}% | {'-' if rate is None else format(rate, '.1f')} |")
+    if len(rows) == 2:
+        lines.append(f"| difference | {rows[1][1] - rows[0][1]:+.1f} points | |")
+    return "\n".join(lines)
 
 
 # --- engines --------------------------------------------------------------------------------

@@ -168,10 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Times avstream and, when installed, pyroomacoustics and acoular on the "
                                        "same scenes in one run; prints ms per update, updates/s, angular error "
                                        "and avstream's speed-up over each peer.")
-    bench.add_argument("--workloads", default="W1,W2,W3,W4,W5,P,E",
+    bench.add_argument("--workloads", default="W1,W2,W3,W4,W5,P,E,D",
                        help="comma-separated subset of W1,W2,W3 (localization), W4 (three talkers on a 4-mic "
                             "array, every method), W5 (two talkers on an ambisonic microphone, beside "
-                            "spaudiopy), P (publishing cost) and E (learned engines, needs torch)")
+                            "spaudiopy), P (publishing cost), E (learned engines, needs torch) and D (the "
+                            "run's CPU with the dashboard page open in headless Chromium)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
     bench.add_argument("--no-peers", action="store_true", help="avstream only")
 

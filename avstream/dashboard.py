@@ -85,18 +85,17 @@ class Dashboard:
                 if not poller.poll(200):
                     continue
                 parts = sock.recv_multipart()
-                try:
-                    topic, header = parts[0], json.loads(parts[1])
-                    payload = parts[2]
-                except (IndexError, ValueError):
+                if len(parts) != 3 or not parts[1].startswith(b"{"):
                     stream.errors += 1
                     if stream.errors == 1:
                         log.warning("%s: a message that is not avstream's stream (ignored)", stream.endpoint)
                     continue
+                topic, header, payload = parts  # the header goes to the page as it came: no parsing here
                 with stream.lock:
                     stream.received = time.time()
                     if topic == b"avstream/heatmap\0":
-                        stream.header, stream.heatmap, stream.seq = header, payload, int(header.get("seq", 0))
+                        stream.header, stream.heatmap = header, payload
+                        stream.seq += 1
                     else:
                         stream.overlay = payload
         finally:
@@ -146,8 +145,8 @@ class Dashboard:
                     await ws.send(json.dumps({"op": "stale", "stream": selected, "since": received}))
                 elif header is not None and sent.get(selected) != seq:
                     sent[selected] = seq
-                    await ws.send(json.dumps({"op": "update", "stream": selected, "header": header,
-                                              "received": received}))
+                    await ws.send('{"op": "update", "stream": %s, "received": %r, "header": %s}'
+                                  % (json.dumps(selected), received, header.decode()))
                     await ws.send(b"H" + heat)
                     if overlay is not None:
                         await ws.send(b"O" + overlay)

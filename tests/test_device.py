@@ -85,8 +85,8 @@ def test_every_channel_arrives_in_order(pulse):
     from avstream.capture.ring import RingBuffer
 
     # PortAudio lists ALSA's pulse device once it can open it; a server still settling (a busy
-    # machine) can miss the first enumeration
-    for _ in range(10):
+    # machine) can miss the first enumerations (seen twice, both while other heavy jobs ran)
+    for _ in range(30):
         if any(d["name"] == "pulse" for d in list_devices()):
             break
         time.sleep(0.5)
