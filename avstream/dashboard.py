@@ -160,8 +160,9 @@ class Dashboard:
         from websockets.asyncio.server import serve
 
         try:
+            # no per-message deflate: JPEG and float maps hardly compress, and zlib would cost the run CPU
             server = await serve(self._client, self.host, self.port, process_request=self._http,
-                                 max_size=2 ** 20)
+                                 max_size=2 ** 20, compression=None)
         except OSError as exc:
             self._error = ConfigError(f"dashboard {self.host}:{self.port}: cannot serve ({exc.strerror or exc})")
             self._ready.set()
