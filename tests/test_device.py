@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 
@@ -47,7 +48,17 @@ def pulse(tmp_path):
         pytest.fail("PulseAudio did not start: " + proc.stderr.read().decode()[-500:])
     old = {k: os.environ.get(k) for k in ("PULSE_SERVER",)}
     os.environ["PULSE_SERVER"] = env["PULSE_SERVER"]
+    # PortAudio lists the devices once per initialisation of the process's library, and an earlier
+    # test's `import pyroomacoustics` imports sounddevice, which initialises it (before this server
+    # existed, so with no devices) and holds it: let go of it while this test runs
+    sd = sys.modules.get("sounddevice")
+    held = 0
+    while sd is not None and getattr(sd, "_initialized", 0) > 0:
+        sd._terminate()
+        held += 1
     yield {"fifo": fifo, "env": env}
+    for _ in range(held):
+        sd._initialize()
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)
@@ -84,9 +95,9 @@ def test_every_channel_arrives_in_order(pulse):
     from avstream.capture.device import DeviceSource, list_devices
     from avstream.capture.ring import RingBuffer
 
-    # PortAudio lists ALSA's pulse device once it can open it; a server still settling (a busy
-    # machine) can miss the first enumerations (seen twice, both while other heavy jobs ran)
-    for _ in range(30):
+    # PortAudio lists ALSA's pulse device once it can open it; a server still settling can miss
+    # the first enumeration
+    for _ in range(10):
         if any(d["name"] == "pulse" for d in list_devices()):
             break
         time.sleep(0.5)

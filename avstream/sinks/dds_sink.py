@@ -13,9 +13,8 @@ import os
 import time
 
 from ..errors import ConfigError
-from .base import Sink
 from .dds_types import IdlTypes
-from .ros_format import RosFormatter
+from .ros_transport import RosTransport
 
 log = logging.getLogger(__name__)
 RANGES = ("OFF", "LOCALHOST", "SUBNET", "SYSTEM_DEFAULT")
@@ -70,7 +69,7 @@ def discovery_config(rng: str, peers=(), pid=None) -> str | None:
     return xml + "</Discovery></Domain></CycloneDDS>"
 
 
-class DdsSink(Sink):
+class DdsSink(RosTransport):
     """Publishes every topic of RosFormatter (heatmap, sources, markers, tracks, audio, 1 Hz
     diagnostics, ...) as ROS 2 topics on DDS, under the node's namespace with its remaps.
 
@@ -85,13 +84,7 @@ class DdsSink(Sink):
         from cyclonedds.core import DDSException, Policy, Qos
         from cyclonedds.domain import Domain, DomainParticipant
 
-        from ..config import RosConfig
-        from .ros_names import RosNames
-
-        self.ros = ros if ros is not None else RosConfig()
-        self.names = RosNames.from_config(self.ros)
-        self.takes_audio = self.ros.audio != "off"
-        self.takes_source_audio = self.ros.source_audio
+        super().__init__(ros)
         self.domain = domain_id()
         self.range = discovery_range()
         peers = [p for p in os.environ.get("ROS_STATIC_PEERS", "").split(";") if p.strip()]
@@ -105,10 +98,9 @@ class DdsSink(Sink):
             raise ConfigError(f"DDS domain {self.domain}: cannot create a participant ({exc})") from None
         self._writers: dict = {}
         self.sent = self.failed = 0
-        self._device = ""
 
     def open(self, meta):
-        self.fmt = RosFormatter.for_run(meta, self.ros, self.names)
+        super().open(meta)
         self.idl = IdlTypes(self.fmt.ts)
         for kind, (topic, typename, qos_key) in self.fmt.topic_types().items():  # discovery before the first update
             self._writers[topic] = self._make_writer(qos_key, topic, typename)
@@ -136,12 +128,7 @@ class DdsSink(Sink):
         return DataWriter(self.participant, tp, qos=Qos(*policies))
 
     def write(self, heatmap):
-        if heatmap.status:
-            self._device = str(heatmap.status.get("device", ""))
-        msgs = self.fmt.messages(heatmap)
-        if self.takes_source_audio:
-            msgs += self.fmt.source_audio(heatmap)
-        for m in msgs:
+        for m in self.update_messages(heatmap):
             self._send(m)
 
     def stalled(self, seconds):

@@ -12,13 +12,13 @@ from __future__ import annotations
 import time
 
 from ..errors import ConfigError
-from .base import Sink
-from .ros_format import DIAGNOSTICS_PERIOD_S, RosFormatter
+from .ros_format import DIAGNOSTICS_PERIOD_S
+from .ros_transport import RosTransport
 
 BACKLOG = 64  # messages queued per client before the oldest are dropped: a slow viewer never slows the run
 
 
-class FoxgloveSink(Sink):
+class FoxgloveSink(RosTransport):
     """Serves every topic RosFormatter makes (and each track's audio) on ``host:port``."""
 
     def __init__(self, port=8765, host="127.0.0.1", ros=None):
@@ -26,13 +26,7 @@ class FoxgloveSink(Sink):
             import foxglove
         except ImportError:
             raise ConfigError("--foxglove needs foxglove-sdk: pip install 'avstream[dashboard]'") from None
-        from ..config import RosConfig
-        from .ros_names import RosNames
-
-        self.ros = ros if ros is not None else RosConfig()
-        self.names = RosNames.from_config(self.ros)
-        self.takes_audio = self.ros.audio != "off"
-        self.takes_source_audio = self.ros.source_audio
+        super().__init__(ros)
         self._fg = foxglove
         self.context = foxglove.Context()  # this sink's channels only, not the process-wide default
         try:
@@ -53,7 +47,7 @@ class FoxgloveSink(Sink):
         return self._channels[topic]
 
     def open(self, meta):
-        self.fmt = RosFormatter.for_run(meta, self.ros, self.names)
+        super().open(meta)
         for kind, (topic, typename, _) in self.fmt.topic_types().items():  # advertised before the first update
             self._channel(topic, typename)
         self._latched = self.fmt.latched(time.time_ns())
@@ -65,10 +59,7 @@ class FoxgloveSink(Sink):
             self._channel(m.topic, m.typename).log(m.cdr, log_time=m.stamp_ns)
 
     def write(self, heatmap):
-        msgs = self.fmt.messages(heatmap)
-        if self.takes_source_audio:
-            msgs += self.fmt.source_audio(heatmap)
-        for m in msgs:
+        for m in self.update_messages(heatmap):
             self._channel(m.topic, m.typename).log(m.cdr, log_time=m.stamp_ns)
         if time.monotonic() - self._last_latched >= DIAGNOSTICS_PERIOD_S:
             self._send_latched()

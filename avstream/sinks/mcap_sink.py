@@ -7,33 +7,26 @@ from __future__ import annotations
 
 import time
 
-from .base import Sink
-from .ros_format import RosFormatter
+from .ros_transport import RosTransport
 
 
 
-class McapSink(Sink):
+class McapSink(RosTransport):
     """Writes every topic the DDS path publishes (same names, same bytes) and, with tracking,
     each track's audio (``source_audio/track_<id>``) to ``path``."""
 
     def __init__(self, path, ros=None):
-        from ..config import RosConfig
-        from .ros_names import RosNames
-
+        super().__init__(ros)
         self.path = str(path)
-        self.ros = ros if ros is not None else RosConfig()
-        self.names = RosNames.from_config(self.ros)
-        self.takes_audio = self.ros.audio != "off"
         self._fh = None
         self._writer = None
         self._channels: dict = {}
         self.n_messages = 0
-        self.takes_source_audio = self.ros.source_audio
 
     def open(self, meta):
         from mcap.writer import Writer
 
-        self.fmt = RosFormatter.for_run(meta, self.ros, self.names)
+        super().open(meta)
         try:
             self._fh = open(self.path, "wb")
         except OSError as exc:
@@ -57,10 +50,7 @@ class McapSink(Sink):
 
     def write(self, heatmap):
         now = time.time_ns()
-        msgs = self.fmt.messages(heatmap)
-        if self.takes_source_audio:
-            msgs += self.fmt.source_audio(heatmap)
-        for m in msgs:
+        for m in self.update_messages(heatmap):
             self._writer.add_message(channel_id=self._channel(m.topic, m.typename), log_time=m.stamp_ns,
                                      publish_time=now, data=m.cdr, sequence=heatmap.seq)
             self.n_messages += 1

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 import logging
 
-from .base import Sink
-from .ros_format import RosFormatter
+from .ros_names import RosNames
+from .ros_transport import RosTransport
 
 log = logging.getLogger(__name__)
 
@@ -21,29 +21,22 @@ def _msg_class(typename):
     return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
 
 
-class RclpySink(Sink):
+class RclpySink(RosTransport):
     """The topics through rclpy: publishers take the relative names, so rclpy applies the node's
     namespace, remaps and QoS overrides (``qos_overrides.<topic>.publisher.*`` parameters)."""
 
     def __init__(self, node, ros=None):
-        from ..config import RosConfig
-        from .ros_names import RosNames
-
-        self.node = node
-        self.ros = ros if ros is not None else RosConfig()
         # the node's own namespace and name (ros2 run/launch set them); remaps are rclpy's to apply
-        self.names = RosNames(node.get_namespace(), node.get_name())
-        self.takes_audio = self.ros.audio != "off"
-        self.takes_source_audio = self.ros.source_audio
+        super().__init__(ros, RosNames(node.get_namespace(), node.get_name()))
+        self.node = node
         self._pubs: dict = {}
-        self._device = ""
         self.failed = 0
 
     def open(self, meta):
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
         from rclpy.qos_overriding_options import QoSOverridingOptions
 
-        self.fmt = RosFormatter.for_run(meta, self.ros, self.names)
+        super().open(meta)
         for kind, (topic, typename, qos_key) in self.fmt.topic_types().items():
             self._make_publisher(topic, typename, qos_key)
         for m in self.fmt.latched(self.node.get_clock().now().nanoseconds):
@@ -73,12 +66,7 @@ class RclpySink(Sink):
             qos_overriding_options=QoSOverridingOptions.with_default_policies() if q is not None else None)
 
     def write(self, heatmap):
-        if heatmap.status:
-            self._device = str(heatmap.status.get("device", ""))
-        msgs = self.fmt.messages(heatmap)
-        if self.takes_source_audio:
-            msgs += self.fmt.source_audio(heatmap)
-        for m in msgs:
+        for m in self.update_messages(heatmap):
             self._publish(m)
 
     def stalled(self, seconds):
