@@ -9,7 +9,8 @@ HTML and JavaScript shipped in the package: nothing is fetched from the internet
 Messages to the page: a JSON text ``{"op": "streams", "streams": [...]}`` when a tab connects
 and when the set changes; per update ``{"op": "update", "stream", "header", "received"}``
 followed by a binary frame ``b"H" + float32 heatmap`` and, with a camera, ``b"O" + JPEG``; and
-``{"op": "stale", "stream", "since"}`` while a stream sends nothing. The page sends
+``{"op": "stale", "stream", "since", "not_avstream"}`` while a stream sends nothing (``since``
+null: nothing yet; ``not_avstream``: messages received that are not avstream's stream). The page sends
 ``{"select": stream}``.
 """
 from __future__ import annotations
@@ -136,13 +137,16 @@ class Dashboard:
 
         reader = asyncio.ensure_future(listen())
         sent = {}
+        started = time.time()
         try:
             while not reader.done():
                 s = self.streams[selected]
                 with s.lock:
                     seq, header, heat, overlay, received = s.seq, s.header, s.heatmap, s.overlay, s.received
-                if received is not None and time.time() - received > STALE_S:
-                    await ws.send(json.dumps({"op": "stale", "stream": selected, "since": received}))
+                if received is None or time.time() - received > STALE_S:
+                    if time.time() - started > STALE_S:  # ... or nothing at all yet
+                        await ws.send(json.dumps({"op": "stale", "stream": selected, "since": received,
+                                                  "not_avstream": s.errors}))
                 elif header is not None and sent.get(selected) != seq:
                     sent[selected] = seq
                     await ws.send('{"op": "update", "stream": %s, "received": %r, "header": %s}'

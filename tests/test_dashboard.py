@@ -113,3 +113,56 @@ def test_dashboard_bad_input(tmp_path):
         s.listen(1)
         p = run_cli("dashboard", "tcp://127.0.0.1:5999", "--port", s.getsockname()[1], timeout=60)
     assert p.returncode == 2 and "cannot serve" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_slow_tab_and_foreign_stream():
+    """A tab that never reads does not slow the run (no block dropped, every update made) nor
+    starve another tab; a stream of messages that are not avstream's is reported as such."""
+    import json
+    import tempfile
+
+    import zmq
+    from websockets.sync.client import connect
+
+    from avstream.dashboard import Dashboard
+
+    a, junk = f"tcp://127.0.0.1:{_free_port()}", f"tcp://127.0.0.1:{_free_port()}"
+    out = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.Popen([sys.executable, "-m", "avstream", "run", "--duration", "8", "--zmq", a, "--no-ros",
+                            "--no-overlay", "--no-status", "--jsonl", out], env=env, cwd=str(ROOT),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctx = zmq.Context.instance()
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(junk)
+    dash = Dashboard([a, junk], port=0).start()
+    ws_url = f"ws://127.0.0.1:{dash.port}/"
+    try:
+        updates = 0
+        # the first tab is never read from: its server-side sends back up
+        with connect(ws_url, max_size=None), connect(ws_url, max_size=None) as ws:
+            t0 = time.time()
+            while time.time() - t0 < 6:
+                msg = ws.recv(timeout=5)
+                if isinstance(msg, str) and json.loads(msg).get("op") == "update":
+                    updates += 1
+            ws.send(json.dumps({"select": junk}))
+            notice = None
+            t0 = time.time()
+            while time.time() - t0 < 10 and notice is None:
+                pub.send_multipart([b"avstream/heatmap\0", b"hello", b"world"])
+                msg = ws.recv(timeout=5)
+                if isinstance(msg, str):
+                    doc = json.loads(msg)
+                    if doc.get("op") == "stale" and doc["stream"] == junk and doc["not_avstream"]:
+                        notice = doc
+        assert updates >= 30  # the reading tab kept getting updates
+        assert notice is not None and notice["since"] is None  # no avstream data ever, and why
+        run.wait(60)
+        summary = json.loads(open(out).read().splitlines()[-1])["summary"]
+        assert summary["dropped_blocks"] == 0 and summary["updates"] == ((8 * 16000 - 512) // 256 + 1) // 4
+    finally:
+        dash.stop()
+        pub.close()
+        run.terminate()
+        run.wait(30)

@@ -92,7 +92,9 @@ ws.onmessage = (ev) => {
       if (now - lastRateAt >= 1000) { rate = frames * 1000 / (now - lastRateAt); frames = 0; lastRateAt = now; }
       drawSources(); drawMeters(); drawPlot(); drawStatus();
     } else if (msg.op === "stale" && msg.stream === current) {
-      $("stale").textContent = "no data since " + new Date(msg.since * 1000).toLocaleTimeString();
+      $("stale").textContent = (msg.since ? "no data since " + new Date(msg.since * 1000).toLocaleTimeString()
+        : "no data yet from " + msg.stream) +
+        (msg.not_avstream ? ` (${msg.not_avstream} messages that are not an avstream stream)` : "");
     }
   } else if (header) {
     const kind = new Uint8Array(ev.data, 0, 1)[0];
