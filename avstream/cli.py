@@ -47,7 +47,8 @@ def _add_common(p, grid_default=None):
     p.add_argument("--array", help="array preset or YAML file with mic_positions (or kind: ambisonic) "
                                    "(presets: respeaker_usb_4mic, respeaker_4mic_hat, respeaker_6mic, "
                                    "minidsp_uma8, minidsp_uma16, matrix_voice; first-order ambisonic: zoom_h3vr, "
-                                   "ambix_foa, fuma_foa)")
+                                   "ambix_foa, fuma_foa; aliases uma16, uma8, respeaker = respeaker_usb_4mic). "
+                                   "Default: minidsp_uma16 (the run says which array it uses)")
     p.add_argument("--grid", help="sphere:N (about N directions; the half-space faced by a planar array), "
                                   "hemisphere:N (z >= 0), fov:H,V:COLS,ROWS (azimuth/elevation rectangle "
                                   "centred on +x) or camera:BLOCK (one cell per BLOCK-pixel block of the camera "
@@ -482,6 +483,8 @@ def cmd_locate(args) -> int:
         o["camera.extrinsics"] = args.extrinsics
     cfg = load_config(args.config, o)
     pipe = Pipeline(cfg, [JsonlSink("-")])
+    print(f"avstream: array {pipe.array.name} ({pipe.array.n_mics} microphones"
+          + (", the default: --array names yours" if not args.array and not args.config else "") + ")", file=sys.stderr)
     pipe.run_sync()
     if pipe.array.planar:
         print("avstream: note: " + pipe.array.describe()["ambiguity"], file=sys.stderr)

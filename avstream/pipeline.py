@@ -129,6 +129,9 @@ def build_localizer(cfg, array, grid, sample_rate):
     nyquist = sample_rate / 2
     if lc.band[0] >= nyquist:
         raise ConfigError(f"key 'localize.band': {list(lc.band)} Hz lies above Nyquist ({nyquist:g} Hz)")
+    if lc.band[1] > 2 * nyquist:  # a little past Nyquist (6 kHz on 8 kHz audio...) is clipped; far past is a typo
+        raise ConfigError(f"key 'localize.band': {list(lc.band)} Hz reaches far past Nyquist ({nyquist:g} Hz at "
+                          f"{sample_rate} Hz); give an upper edge up to {nyquist:g}")
     band = (lc.band[0], min(lc.band[1], nyquist))
     method = lc.resolve(array.n_mics, array.kind)
     try:
@@ -222,7 +225,7 @@ class Pipeline:
         self.last_peaks: list = []
         self.max_samples = None if cfg.duration is None else int(round(cfg.duration * self.sample_rate))
         self._stop = threading.Event()
-        self._rate = (time.monotonic(), 0, 0.0)  # wall time, updates, rate: for the overlay's status line
+        self._rate = None  # (wall time, updates, rate) for the overlay's status line, from the first update
 
     @property
     def overlay(self):
@@ -357,10 +360,14 @@ class Pipeline:
 
     def _overlay_text(self, hm) -> str:
         now = time.monotonic()
+        if self._rate is None:  # the rate window starts at the first update, not when the pipeline was built
+            self._rate = (now, self.n_updates, 0.0)
         t0, n0, rate = self._rate
         if now - t0 >= 1.0:
             rate = (self.n_updates - n0) / (now - t0)
             self._rate = (now, self.n_updates, rate)
+        elif rate == 0.0 and self.n_updates - n0 >= 2:  # the first second: the rate so far
+            rate = (self.n_updates - n0 - 1) / max(now - t0, 1e-3)
         off = hm.status.get("video_offset_ms")
         speech = f"  speech {hm.speech:.2f}" if hm.speech is not None else ""
         return (f"{rate:4.1f} updates/s  latency {hm.status['latency_s'] * 1000:4.0f} ms  video "

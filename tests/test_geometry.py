@@ -27,7 +27,7 @@ def test_unknown_preset():
 def test_yaml_array(tmp_path):
     p = tmp_path / "a.yaml"
     p.write_text("mic_positions:\n  - [0.0229, 0.0229, 0.005]\n  - [-0.0229, 0.0229, 0.005]\n"
-                 "  - [0.0, -0.03, 0.0]\nsample_rate: 16000\nvendor: acme\n")
+                 "  - [0.0, -0.03, 0.0]\nsample_rate: 16000\nnote: acme board (free text)\n")
     a = load_array(str(p))
     assert a.n_mics == 3 and a.sample_rate == 16000 and a.n_channels == 3
 

@@ -35,6 +35,10 @@ class FileSource(AudioSource):
 
     def __init__(self, path, array, block=256, realtime=False, target_rate=None, loop=False):
         self.path, self.block, self.realtime, self.loop = str(path), block, realtime, loop
+        import os
+
+        if not os.path.exists(self.path):
+            raise InputError(f"{path}: no such audio file")
         try:
             self._sf = sf.SoundFile(self.path)
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
@@ -50,6 +54,9 @@ class FileSource(AudioSource):
         self.n_channels = self._sf.channels
         self.file_rate = self._sf.samplerate
         self.declared_frames = max(self._sf.frames, _wav_declared_frames(self.path, self._sf) or 0)
+        if self._sf.frames == 0:
+            raise InputError(f"{path}: holds no audio samples (a header alone"
+                             + (f", declaring {self.declared_frames} frames" if self.declared_frames else "") + ")")
         self.sample_rate = self.file_rate
         self._data = None
         self._pos = 0

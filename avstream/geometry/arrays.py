@@ -356,6 +356,11 @@ def preset_names() -> list[str]:
     return sorted(_PRESETS) + sorted(_AMBISONIC_PRESETS)
 
 
+def alias_names() -> dict:
+    """Short names for presets (``--array uma16``)."""
+    return dict(ALIASES)
+
+
 def load_array(spec: str) -> MicArray:
     """Return the array named by a preset or a YAML file path.
 
@@ -372,7 +377,8 @@ def load_array(spec: str) -> MicArray:
     path = Path(spec)
     if path.suffix.lower() not in (".yaml", ".yml") and not path.exists():
         raise ConfigError(
-            f"unknown array '{spec}': not a preset ({', '.join(preset_names())}) nor a YAML file"
+            f"unknown array '{spec}': not a preset ({', '.join(preset_names())}; aliases "
+            f"{', '.join(f'{a} = {p}' for a, p in ALIASES.items())}) nor a YAML file"
         )
     return array_from_yaml(path)
 
@@ -413,6 +419,10 @@ def array_from_yaml(path: Path) -> MicArray:
         raise ConfigError(f"{path}: unknown kind {kind!r} (known: mics, ambisonic, a_format)")
     if not isinstance(doc, dict) or "mic_positions" not in doc:
         raise ConfigError(f"{path}: missing key 'mic_positions' (a list of [x, y, z] rows in metres)")
+    known = ("kind", "mic_positions", "mic_channels", "n_channels", "sample_rate", "facing", "note")
+    unknown = sorted(str(k) for k in doc if k not in known)
+    if unknown:  # a misspelled key would otherwise be ignored and its default used
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
     rows = doc["mic_positions"]
     if not isinstance(rows, list) or not all(
         isinstance(r, list) and len(r) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r)
