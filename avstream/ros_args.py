@@ -8,8 +8,6 @@ here and turn them into configuration overrides (``ros.namespace``, ``ros.node_n
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
 from .errors import ConfigError
@@ -49,14 +47,9 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def _params_file(path: str, node: str, namespace: str) -> dict:
     """The parameters a params file gives this node: under ``/**``, ``<node>``, ``/<node>`` or
     ``<namespace>/<node>`` (ROS's matching, without partial wildcards), each ``ros__parameters``."""
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"--params-file {path}: cannot read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--params-file {path}: malformed YAML: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"--params-file {path}: expected a mapping of node names to ros__parameters")
+    from .yamlio import load_mapping
+
+    doc = load_mapping(path, f"--params-file {path}")
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     matches = {"/**", node, "/" + node, f"{ns}/{node}", f"{ns}/{node}".lstrip("/"), f"{ns}/*", "/*"}
     out: dict = {}

@@ -184,16 +184,9 @@ def _matrix(doc, key, rows, cols, path):
 
 
 def _load_yaml(path) -> dict:
-    p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: malformed YAML: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{p}: expected a mapping of keys")
-    return doc
+    from ..yamlio import load_mapping
+
+    return load_mapping(Path(path))
 
 
 def load_camera(path) -> Camera:

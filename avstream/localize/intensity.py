@@ -73,13 +73,15 @@ class Intensity(VoteMemory, Localizer):
             self._bins = np.zeros(need, dtype=np.int64)
         if self._level.shape[0] != frames.shape[0]:
             self._level = np.zeros((frames.shape[0], n_band))
+            self._raw = np.zeros((frames.shape[0], n_band))
             self._gain = np.ones((frames.shape[0], n_band))
         if self.bin_onset is not None:  # each bin's onset weight: bin_onsets scales the levels by it
-            bin_levels(frames, self.lo, self.hi, self._level)
-            raw = self._level.copy()
+            bin_levels(frames, self.lo, self.hi, self._raw)
+            self._level[:] = self._raw
             bin_onsets(self._level, weights, self._ref, self._seen, self._warm_up, self._keep,
                        float(self.bin_onset), 10.0)
-            np.divide(self._level, np.maximum(raw, 1e-30), out=self._gain)
+            np.maximum(self._raw, 1e-30, out=self._raw)
+            np.divide(self._level, self._raw, out=self._gain)
         n = intensity_votes(frames, self.lo, self.hi, weights, self._gain, self.sharpness, self._vec, self._str,
                             self._bins)
         if self._a_format is not None:

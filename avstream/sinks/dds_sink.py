@@ -139,7 +139,7 @@ class DdsSink(RosTransport):
         from cyclonedds._clayer import ddspy_write_ts
 
         if m.topic not in self._writers:  # a track's audio: its topic appears with the track
-            self._writers[m.topic] = self._make_writer(self.fmt.qos_key_of(m.topic, m.typename), m.topic, m.typename)
+            self._writers[m.topic] = self._make_writer(self.fmt.qos_key_of(m.typename), m.topic, m.typename)
         buf = m.cdr + b"\0" * (-len(m.cdr) % 4)
         if ddspy_write_ts(self._writers[m.topic]._ref, buf, max(m.stamp_ns, 0)) >= 0:
             self.sent += 1

@@ -74,7 +74,7 @@ class RclpySink(RosTransport):
 
     def _publish(self, m):
         if m.topic not in self._pubs:  # a track's audio: its topic appears with the track
-            self._make_publisher(m.topic, m.typename, self.fmt.qos_key_of(m.topic, m.typename))
+            self._make_publisher(m.topic, m.typename, self.fmt.qos_key_of(m.typename))
         pub = self._pubs[m.topic]
         if pub is None:
             return

@@ -527,7 +527,7 @@ class RosFormatter:
         return self._msg("tf_static", T[TF_MESSAGE](transforms=tfs), stamp_ns)
 
     @staticmethod
-    def qos_key_of(topic: str, typename: str):
+    def qos_key_of(typename: str):
         """The ros.qos key of a topic made during the run (a track's audio), None when latched."""
         return None if typename == AUDIO_INFO else "audio"
 

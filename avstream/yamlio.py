@@ -1,0 +1,28 @@
+"""Reading the YAML files avstream takes (calibration, ROS params files): one path, one set of errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+
+def load_mapping(path, label=None) -> dict:
+    """The top-level mapping of a YAML file.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``label`` (default: the path): unreadable, malformed, or not a mapping.
+    """
+    label = label or str(path)
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{label}: malformed YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{label}: expected a mapping of keys")
+    return doc
