@@ -60,3 +60,44 @@ def test_clock_tracks_drift_and_ignores_jitter():
     # stamps follow sample counts: exact spacing, offset within the jitter
     assert c.stamp(16000) - c.stamp(0) == pytest.approx(16000 / c.rate, abs=1e-6)
     assert abs((c.stamp(0) - c.epoch_offset) - t0) < 0.005
+
+def test_ring_ramp_reads_back_sample_for_sample():
+    """A ramp through the ring in blocks of changing size comes out exactly, every channel, with
+    each block's first-sample index matching its content: one lost or repeated sample fails."""
+    r = RingBuffer(8, 3, 64)
+    ramp = np.arange(50_000, dtype=np.float32)
+    got, pos, sizes = [], 0, [64, 1, 63, 17, 40, 64, 2]
+    k = 0
+    while pos < len(ramp):
+        n = min(sizes[k % len(sizes)], len(ramp) - pos)
+        r.write(np.stack([ramp[pos:pos + n], -ramp[pos:pos + n], ramp[pos:pos + n] + 0.5]), pos, pos / 16000)
+        b = r.read(timeout=0.1)
+        assert b.index == int(b.data[0, 0]) and b.data.shape == (3, n)
+        got.append(b.data)
+        pos, k = pos + n, k + 1
+    out = np.concatenate(got, axis=1)
+    assert np.array_equal(out[0], ramp) and np.array_equal(out[1], -ramp) and np.array_equal(out[2], ramp + 0.5)
+    assert r.dropped == 0
+
+
+def test_ring_counts_each_single_write_past_capacity():
+    """Every write into a full ring drops exactly the oldest block, counted then and there, and
+    what is read after is the newest n_slots blocks in order, the first flagged."""
+    n_slots = 5
+    r = RingBuffer(n_slots, 1, 4)
+    for k in range(n_slots):
+        r.write(np.full((1, 4), k, np.float32), 4 * k, 0.0)
+    assert r.dropped == 0
+    for extra in range(1, 12):
+        r.write(np.full((1, 4), n_slots - 1 + extra, np.float32), 4 * (n_slots - 1 + extra), 0.0)
+        assert r.dropped == extra
+    blocks = [r.read(timeout=0.1) for _ in range(n_slots)]
+    assert [int(b.data[0, 0]) for b in blocks] == list(range(11, 11 + n_slots))
+    assert FLAG_OVERRUN in blocks[0].flags and not any(FLAG_OVERRUN in b.flags for b in blocks[1:])
+    assert r.read(timeout=0.05) is None
+    # one more drop after a read: flagged once more, counted once more
+    for k in range(n_slots + 1):
+        r.write(np.full((1, 4), 100 + k, np.float32), 0, 0.0)
+    assert r.dropped == 12
+    b = r.read(timeout=0.1)
+    assert int(b.data[0, 0]) == 101 and FLAG_OVERRUN in b.flags
