@@ -37,7 +37,7 @@ setup(
         "train": ["torch==2.13.0", "onnx>=1.16", "onnxscript>=0.1", "onnxruntime>=1.17"],
         "test": ["pytest>=7", "pyroomacoustics>=0.7", "mcap-ros2-support>=0.5", "wheel", "python-xlib>=0.33",
                  "spaudiopy>=0.2",  # bench W5's peer
-                 "foxglove-sdk>=0.30", "websockets>=12", "selenium>=4.10",
+                 "foxglove-sdk>=0.30", "websockets>=12", "selenium>=4.10", "hypothesis>=6",
                  "onnxruntime>=1.17", "torch==2.13.0", "onnx>=1.16", "onnxscript>=0.1"],
         # live viewers: the web page (avstream dashboard) and the Foxglove WebSocket server (run --foxglove)
         "dashboard": ["foxglove-sdk>=0.30", "websockets>=12"],
