@@ -5,6 +5,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 
 # Decide the threading of BLAS and Numba together before NumPy loads: one core each for the
 # pipeline's math, so the robot keeps the other cores (and two pools never fight over two).
@@ -405,6 +406,8 @@ def cmd_run(args) -> int:
     # Ctrl-C asks the pipeline to stop between two blocks, so every update made reaches every sink
     # and the summary counts exactly those; a second Ctrl-C interrupts whatever hangs
     signal.signal(signal.SIGINT, lambda *_: (pipe.stop(), signal.signal(signal.SIGINT, signal.default_int_handler)))
+    if _EARLY_STOP:  # told to stop while starting: stop before the first block, closing every output
+        pipe.stop()
     # a file read as fast as possible runs in this thread: nothing to pace, nothing to drop,
     # and video frames pair with the audio by stream time exactly
     fast = cfg.source.kind != "device" and not cfg.source.realtime
@@ -685,11 +688,27 @@ def cmd_devices(args) -> int:
     return 0
 
 
+# stop signals that arrived while a run was starting (before it could stop cleanly): the run
+# stops as soon as it can, so its outputs are closed and its summary written
+_EARLY_STOP: list = []
+
+
+def _remember_stop(signum, frame):
+    _EARLY_STOP.append(signum)
+    if len(_EARLY_STOP) > 1:  # asked twice: interrupt whatever keeps the start from finishing
+        raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     from . import ros_args
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    runs = not argv or argv[0] in ("run", "record") or argv[0].startswith("-")
+    if runs and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _remember_stop)
+        signal.signal(signal.SIGTERM, _remember_stop)
     parser = build_parser()
-    argv, ros_tokens = ros_args.split(list(sys.argv[1:] if argv is None else argv))
+    argv, ros_tokens = ros_args.split(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["run"] + list(argv or []))

@@ -1,0 +1,85 @@
+"""Faults a robot meets: the run is told to stop (SIGINT, SIGTERM) while it starts or while it
+runs. Each leaves an MCAP file an independent reader decodes to the end, an overlay video that
+plays, and the final summary."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import ROOT, jsonl
+
+mcap_ros2 = pytest.importorskip("mcap_ros2")
+
+
+def _decode_all(path):
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    with open(path, "rb") as fh:
+        return [(c.topic, m) for _, c, _, m in make_reader(fh, decoder_factories=[DecoderFactory()])
+                .iter_decoded_messages()]
+
+
+def _catches(pid, sig) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (Linux: SigCgt in /proc/PID/status)."""
+    try:
+        text = open(f"/proc/{pid}/status").read()
+    except OSError:
+        return False
+    mask = int(next(line.split()[1] for line in text.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(mask >> (int(sig) - 1) & 1)
+
+
+def _wait_for(cond, what, proc, seconds=120):
+    for _ in range(int(seconds / 0.05)):  # polling, not a timing assertion
+        if cond():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before {what}")
+        time.sleep(0.05)
+    pytest.fail(f"no {what} within {seconds} s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("moment", ["starting", "running"])
+def test_a_signal_leaves_readable_outputs(tmp_path, sig, moment):
+    out = {k: tmp_path / f"run.{k}" for k in ("jsonl", "mcap", "mp4")}
+    err = tmp_path / "stderr.txt"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with open(err, "w") as fe:
+        proc = subprocess.Popen([sys.executable, "-m", "avstream", "run", "--duration", "0", "--jsonl", out["jsonl"],
+                                 "--record", out["mcap"], "--overlay", out["mp4"], "--no-status", "--no-zmq",
+                                 "--no-ros"], cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=fe)
+    try:
+        if moment == "starting":  # the earliest moment the run handles signals: still importing, no update made
+            _wait_for(lambda: _catches(proc.pid, signal.SIGTERM), "SIGTERM handler", proc)
+        else:
+            _wait_for(lambda: out["jsonl"].exists() and out["jsonl"].read_text().count("\n") >= 5, "5 updates", proc)
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = err.read_text()
+    assert rc == 0 and "Traceback" not in text, text
+    assert "updates over" in text, text  # the final summary line
+    lines = jsonl(out["jsonl"].read_text())
+    summary = lines[-1]["summary"]
+    assert summary["updates"] == len(lines) - 1
+    msgs = _decode_all(out["mcap"])  # raises on a file that was not closed
+    heatmaps = [m for t, m in msgs if t == "/avstream/heatmap/image"]
+    assert len(heatmaps) == summary["updates"]
+    # told to stop while starting, the run stops before its first update; running, after what it made
+    assert summary["updates"] == 0 if moment == "starting" else summary["updates"] >= 5
+    if summary["updates"]:
+        import cv2
+
+        cap = cv2.VideoCapture(str(out["mp4"]))
+        frames = 0
+        while cap.read()[0]:
+            frames += 1
+        cap.release()
+        assert frames == summary["updates"], f"{frames} frames in the overlay video"
