@@ -290,6 +290,8 @@ class Pipeline:
                "seconds": round(self.n_samples / self.sample_rate, 4), "array": self.array.describe(),
                "dropped_blocks": self.dropped, "overflows": self.overflows,
                "input_flags": dict(self.flag_counts)}
+        if self.failed_outputs():
+            out["failed_outputs"] = self.failed_outputs()
         if self.tracker is not None:
             out["tracks"] = list(self.track_log.values())
         if self.video is not None:
@@ -297,6 +299,10 @@ class Pipeline:
         if self.engines is not None:
             out["engines"] = self.engines.summary()
         return out
+
+    def failed_outputs(self) -> dict:
+        """{output: why} for the sinks that stopped for good (the run goes on without them)."""
+        return dict(s.failure.split(": ", 1) for s in self.sinks if s.failure)
 
     @property
     def dropped(self) -> int:
@@ -323,6 +329,9 @@ class Pipeline:
         hm.status = {"updates": self.n_updates, "dropped_blocks": self.dropped, "overflows": self.overflows,
                      "latency_s": round(max(0.0, time.time() - hm.stamp), 4) if hm.stamp > 1e9 else 0.0,
                      "device": self.source.describe(), "device_state": self.source.state}
+        failed = self.failed_outputs()
+        if failed:
+            hm.status["failed_outputs"] = failed
         if self.pairing is not None:
             self.pairing.process(hm)
             if self.recorder is not None:

@@ -83,3 +83,66 @@ def test_a_signal_leaves_readable_outputs(tmp_path, sig, moment):
             frames += 1
         cap.release()
         assert frames == summary["updates"], f"{frames} frames in the overlay video"
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 512 kB tmpfs the test mounts (root only: CI runs as root)."""
+    d = tmp_path / "small"
+    d.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(d)], capture_output=True, text=True)
+    if p.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {p.stderr.strip()}")
+    yield d
+    subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def test_recording_to_a_full_disk_stops_it_closed_and_the_run_goes_on(tmp_path, small_disk):
+    from helpers import Collect
+
+    from avstream.config import load_config
+    from avstream.pipeline import Pipeline
+    from avstream.sinks.mcap_sink import McapSink
+
+    cfg = load_config(None, {"duration": 5.0, "source.realtime": False, "output.overlay": None, "zmq.endpoint": None,
+                             "ros.publish": False})
+    full, live, collect = McapSink(small_disk / "rec.mcap"), McapSink(tmp_path / "live.mcap"), Collect()
+    Pipeline(cfg, [full, live, collect]).run_sync()
+    summary = collect.summary
+    assert len(collect.maps) == summary["updates"] >= 70  # every update reached the other outputs
+    assert "No space left" in summary["failed_outputs"]["recording"]
+    # what landed before the disk filled is a closed file an independent reader decodes to the end
+    kept = [m for t, m in _decode_all(small_disk / "rec.mcap") if t == "/avstream/heatmap/image"]
+    assert 0 < len(kept) < summary["updates"]
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in kept]
+    assert stamps == sorted(stamps)
+    # the live outputs say so: /diagnostics gains the recording at ERROR, the audio stays OK
+    diag = [m for t, m in _decode_all(tmp_path / "live.mcap") if t == "/diagnostics"]
+    after = [st for m in diag for st in m.status if st.name.endswith(": recording")]
+    assert after and all(st.level == b"\x02" or st.level == 2 for st in after)
+    assert "No space left" in after[-1].message
+    assert all(st.level in (b"\x00", 0) for m in diag for st in m.status if st.name.endswith(": audio"))
+    assert not [st for st in diag[0].status if st.name.endswith(": recording")]  # not before it happened
+
+
+def test_a_recording_killed_outright_is_readable(tmp_path):
+    """SIGKILL (no handler runs): every chunk written before it is readable, because the file on
+    disk is closed after each one."""
+    out = tmp_path / "killed.mcap"
+    err = tmp_path / "stderr.txt"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with open(err, "w") as fe:
+        proc = subprocess.Popen([sys.executable, "-m", "avstream", "run", "--duration", "0", "--record", out,
+                                 "--no-status", "--no-zmq", "--no-ros", "--no-overlay", "--fast"], cwd=str(ROOT),
+                                env=env, stdout=subprocess.DEVNULL, stderr=fe)
+    try:
+        _wait_for(lambda: out.exists() and out.stat().st_size > 3_000_000, "3 MB of recording", proc)
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    heatmaps = [m for t, m in _decode_all(out) if t == "/avstream/heatmap/image"]
+    assert len(heatmaps) >= 10

@@ -8,6 +8,9 @@ from __future__ import annotations
 class Sink:
     takes_source_audio = False  # True: the pipeline computes each track's audio (separate/) for it
     takes_audio = False  # True: each heatmap carries the microphones' new samples (``Heatmap.audio``)
+    # set by a sink that has stopped for good (a recording whose disk is full): "what: why". The
+    # run goes on; the status, /diagnostics and the summary say so
+    failure: str | None = None
 
     def open(self, meta: dict) -> None:
         """Called once before the first heatmap with the array, grid and configuration."""

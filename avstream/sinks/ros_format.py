@@ -25,7 +25,8 @@ produced by rosbags' type store for the chosen distro, so they equal what rmw_cy
   power and, with the speech engine, the source's speech probability.
 - ``/diagnostics``: diagnostic_msgs/DiagnosticArray, once a second: ``<node>: audio`` (the
   microphone's hardware id; ERROR for NaN/Inf or silent input and for a stalled device),
-  ``<node>: camera`` (ERROR while the camera is lost) and ``<node>: publishing`` (failed writes).
+  ``<node>: camera`` (ERROR while the camera is lost), ``<node>: publishing`` (failed writes) and
+  ``<node>: recording`` (ERROR once a recording stopped, e.g. on a full disk).
 - with an audio-visual engine: ``engine/heatmap``, sensor_msgs/Image 32FC1 over the picture
   (the engine's map, rows x cols cells over the whole picture), and ``engine/segmentation``,
   sensor_msgs/Image mono8 (255 on the sounding object), in the camera optical frame.
@@ -423,6 +424,9 @@ class RosFormatter:
             values = {k: v for k, v in st.items() if k.startswith(("camera", "video"))}
             out.append({"name": f"{node}: camera", "level": level, "message": message, "values": values,
                         "hardware_id": str(st.get("camera", ""))})
+        for what, why in st.get("failed_outputs", {}).items():  # stopped for good; the rest goes on
+            out.append({"name": f"{node}: {what}", "level": 2, "message": f"stopped: {why}", "values": {},
+                        "hardware_id": ""})
         out.append({"name": f"{node}: publishing", "level": 1 if self.failed_writes else 0,
                     "message": f"{self.failed_writes} writes failed" if self.failed_writes else "ok",
                     "values": {"failed_writes": self.failed_writes}, "hardware_id": ""})
