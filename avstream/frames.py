@@ -15,6 +15,7 @@ FLAG_NONFINITE = "nonfinite"  # NaN or Inf samples were replaced by zero
 FLAG_SILENT = "silent"  # every sample was zero
 FLAG_CLIPPED = "clipped"  # samples at full scale
 FLAG_OVERRUN = "overrun"  # the ring buffer dropped blocks before this one
+FLAG_GAP = "gap"  # the device was gone before this block (reopened): samples are missing
 
 
 @dataclass

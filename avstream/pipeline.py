@@ -290,6 +290,8 @@ class Pipeline:
                "seconds": round(self.n_samples / self.sample_rate, 4), "array": self.array.describe(),
                "dropped_blocks": self.dropped, "overflows": self.overflows,
                "input_flags": dict(self.flag_counts)}
+        if self.source.reconnects:
+            out.update(reconnects=self.source.reconnects, gap_samples=self.source.gap_samples)
         if self.failed_outputs():
             out["failed_outputs"] = self.failed_outputs()
         if self.tracker is not None:
@@ -329,6 +331,8 @@ class Pipeline:
         hm.status = {"updates": self.n_updates, "dropped_blocks": self.dropped, "overflows": self.overflows,
                      "latency_s": round(max(0.0, time.time() - hm.stamp), 4) if hm.stamp > 1e9 else 0.0,
                      "device": self.source.describe(), "device_state": self.source.state}
+        if self.source.reconnects:
+            hm.status.update(reconnects=self.source.reconnects, gap_samples=self.source.gap_samples)
         failed = self.failed_outputs()
         if failed:
             hm.status["failed_outputs"] = failed
@@ -455,7 +459,9 @@ class Pipeline:
                     if self.ring.closed:
                         break
                     quiet = time.monotonic() - last_data
-                    if quiet > STALL_SECONDS:
+                    # a device source looks for its device again and the run waits for it; any
+                    # other source that falls silent ends the run
+                    if not self.source.watch(quiet) and quiet > STALL_SECONDS:
                         raise InputError(f"the audio source delivered nothing for {STALL_SECONDS:g} s "
                                          f"(device unplugged or stalled?)")
                     if quiet >= 1.0:  # the read times out every 0.5 s: live outputs hear of it

@@ -7,6 +7,7 @@ import pytest
 
 from helpers import Collect
 
+from avstream.capture.base import AudioSource
 from avstream.config import load_config
 from avstream.errors import ConfigError, InputError
 from avstream.frames import AudioBlock
@@ -44,11 +45,11 @@ def test_live_change_takes_effect_between_blocks_and_refuses_restart_keys():
     assert max(len(hm.peaks) for hm in after) == 1 and sum(len(hm.peaks) for hm in after) > 10
 
 
-class Hangs:
+class Hangs(AudioSource):
     """A pull source that delivers half a second of noise and then never returns (a device that
-    stalled without closing)."""
+    stalled without closing; it cannot reopen itself, so the run ends)."""
 
-    sample_rate, n_channels, realtime, pushes, overflows, state = 16000, 6, True, False, 0, "running"
+    sample_rate, n_channels, realtime = 16000, 6, True
 
     def __init__(self):
         self.sent = 0

@@ -23,6 +23,8 @@ class AudioSource:
         "running", "closed", ...: shown in the status and /diagnostics.
     device_name : str
         What the status calls the source (default: the class name).
+    reconnects, gap_samples : int
+        Times the source reopened after its device went away, and the samples lost meanwhile.
     """
 
     sample_rate: int
@@ -32,6 +34,8 @@ class AudioSource:
     overflows = 0
     state = "running"
     device_name = ""
+    reconnects = 0
+    gap_samples = 0
 
     def describe(self) -> str:
         return self.device_name or type(self).__name__
@@ -49,6 +53,12 @@ class AudioSource:
     def start_stream(self, ring, clock) -> None:
         """Push sources: start writing blocks into ``ring``, stamped by ``clock``."""
         raise NotImplementedError(f"{type(self).__name__} is a pull source: use read")
+
+    def watch(self, quiet_s: float) -> bool:
+        """Called by the pipeline about twice a second while no block arrives (``quiet_s`` since
+        the last). A source that can get its device back (reopen it) tries and returns True:
+        keep waiting; the others return False, and a long silence ends the run."""
+        return False
 
 
 class VideoSource:

@@ -141,6 +141,17 @@ class McapSink(RosTransport):
 
         self._guarded(step)
 
+    def stalled(self, seconds):
+        """The recording keeps the /diagnostics that say the device is gone, as DDS sends them."""
+        m = self.fmt.stalled(seconds, time.time_ns(), self._device)
+
+        def step():
+            self._writer.add_message(channel_id=self._channel(m.topic, m.typename), log_time=m.stamp_ns,
+                                     publish_time=m.stamp_ns, data=m.cdr)
+            self.n_messages += 1
+
+        self._guarded(step)
+
     def close(self, summary):
         def finish():
             self._writer.finish()

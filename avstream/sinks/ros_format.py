@@ -406,9 +406,12 @@ class RosFormatter:
         level, message = 0, "ok"
         if st.get("dropped_blocks") or st.get("overflows") or flags & {"clipped", "overrun"}:
             level, message = 1, "audio lost or clipped"
+        if flags & {"gap"}:
+            level, message = 1, "audio device was gone; samples missing before this update"
         if flags & {"nonfinite", "silent"}:
             level, message = 2, "unusable audio: " + ", ".join(sorted(flags & {"nonfinite", "silent"}))
-        audio_keys = ("updates", "dropped_blocks", "overflows", "latency_s", "device_state")
+        audio_keys = ("updates", "dropped_blocks", "overflows", "latency_s", "device_state", "reconnects",
+                      "gap_samples")
         values = {k: st[k] for k in audio_keys if k in st}
         values["sources"] = len(heatmap.peaks)
         out = [{"name": f"{node}: audio", "level": level, "message": message, "values": values,
