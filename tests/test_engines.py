@@ -54,7 +54,7 @@ def test_onnxruntime_equals_torch(engine_file):
                   "audio": audio_input(mono, info.metadata)})
     assert compare(engine_file, feeds) <= 1e-4
     out = open_engine(engine_file, "onnxruntime").run(dict(feeds[-1]))
-    assert out["heatmap"].shape == (1, 1, 12, 16) and out["mask"].shape == (1, 1, 24, 32)
+    assert out["heatmap"].shape == (1, 1, 24, 32) and out["mask"].shape == (1, 1, 24, 32)
     assert 0 <= out["heatmap"].min() and out["heatmap"].max() <= 1
 
 
@@ -136,7 +136,7 @@ def test_engine_maps_are_fused_and_gated(engine_file):
     pipe, sink = run_engine(engine_file)
     hm = sink.maps[-1]
     pic = hm.picture
-    assert pic.engine.shape == (12, 16) and pic.mask.shape == (24, 32) and pic.array.shape == (48, 64)
+    assert pic.engine.shape == (24, 32) and pic.mask.shape == (24, 32) and pic.array.shape == (48, 64)
     assert set(np.unique(pic.mask)) <= {0, 255}
     med = np.median(pic.array)
     # product: what stands above the array map's median, scaled by the engine's map
@@ -175,9 +175,9 @@ def test_engine_topics_in_mcap(engine_file, tmp_path):
     assert {"/avstream/engine/heatmap", "/avstream/engine/segmentation"} <= set(topics)
     heat = topics["/avstream/engine/heatmap"][-1].ros_msg
     seg = topics["/avstream/engine/segmentation"][-1].ros_msg
-    assert (heat.encoding, heat.height, heat.width, heat.header.frame_id) == ("32FC1", 12, 16, "camera_optical")
+    assert (heat.encoding, heat.height, heat.width, heat.header.frame_id) == ("32FC1", 24, 32, "camera_optical")
     values = np.frombuffer(bytes(heat.data), np.float32)
-    assert values.size == 12 * 16 and 0 <= values.min() and values.max() <= 1
+    assert values.size == 24 * 32 and 0 <= values.min() and values.max() <= 1
     assert (seg.encoding, seg.height, seg.width) == ("mono8", 24, 32)
     assert set(np.unique(np.frombuffer(bytes(seg.data), np.uint8))) <= {0, 255}
     arrows = topics["/avstream/markers"][-1].ros_msg.markers[1:]  # after the DELETEALL
@@ -206,7 +206,7 @@ def test_engine_topics_on_zeromq(engine_file, tmp_path):
     sub.close()
     assert len(got[TOPIC_ENGINE]) >= 10 and len(got[TOPIC_SEGMENTATION]) >= 10
     h, img = got[TOPIC_ENGINE][-1]
-    assert img.shape == (12, 16) and img.dtype == np.float32 and h["frame_id"] == "camera_optical"
+    assert img.shape == (24, 32) and img.dtype == np.float32 and h["frame_id"] == "camera_optical"
     h, mask = got[TOPIC_SEGMENTATION][-1]
     assert mask.shape == (24, 32) and mask.dtype == np.uint8
     heat_header = got[TOPIC_HEATMAP][-1][0]

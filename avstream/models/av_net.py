@@ -9,9 +9,12 @@ sharing one image encoder, small enough for camera rate on a CPU.
 - segmenter: the stride-4 skip features, modulated by the audio embedding (FiLM) and joined
   with the upsampled similarity, through two conv blocks: ``mask`` (probability, stride 4:
   a quarter of the input resolution).
+- the published map is the localizer's, upsampled to stride 4, times the mask: "where the
+  sound is" shaped by "which pixels are the object", so its peak falls on the object rather
+  than somewhere in an 8x8 cell near it.
 
 Inputs: ``image`` (1, 3, H, W) normalised RGB, ``audio`` (1, 1, n_mels, T) log-mel.
-Outputs: ``heatmap`` (1, 1, H/8, W/8), ``mask`` (1, 1, H/4, W/4), ``similarity`` (raw cosine).
+Outputs: ``heatmap`` (1, 1, H/4, W/4), ``mask`` (1, 1, H/4, W/4), ``similarity`` (raw cosine, H/8, W/8).
 """
 from __future__ import annotations
 
@@ -72,7 +75,13 @@ class AVNet(nn.Module):
     def forward(self, image, audio):
         skip, v = self.features(image)
         heat, logits, sim = self.heads(skip, v, self.embed_audio(audio))
-        return heat, torch.sigmoid(logits), sim
+        mask = torch.sigmoid(logits)
+        return object_map(heat, mask), mask, sim
+
+
+def object_map(heat, mask):
+    """The localizer's map (stride 8) upsampled to the mask's raster and weighted by the mask."""
+    return F.interpolate(heat, size=mask.shape[-2:], mode="bilinear", align_corners=False) * mask
 
 
 OUTPUTS = ["heatmap", "mask", "similarity"]
