@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the audio-visual engines shipped in engines/ (engines/README.md says what each is).
-# About 30 minutes on 2 cores. Needs the train extra (scripts/setup.sh installs it).
+# About 25 minutes on 2 cores. Needs the train extra (scripts/setup.sh installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-$HOME/.cache/avstream/numba} OPENBLAS_NUM_THREADS=1
