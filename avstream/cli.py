@@ -419,7 +419,9 @@ def cmd_run(args) -> int:
     peaks = ", ".join(f"az {p['azimuth_deg']:+.1f} el {p['elevation_deg']:+.1f} (power {p['power']:.2f})"
                       for p in summary["peaks"]) or "none"
     print(f"avstream: {summary['updates']} updates over {summary['seconds']:.1f} s ({summary['method']}); dominant "
-          f"sources: {peaks}; dropped blocks {summary['dropped_blocks']}, input flags "
+          f"sources: {peaks}; dropped blocks {summary['dropped_blocks']}"
+          + (f", skipped updates {summary['skipped_updates']} (behind real time)" if summary.get("skipped_updates") else "")
+          + ", input flags "
           f"{summary['input_flags'] or 'none'}", file=sys.stderr)
     if summary.get("tracks"):
         tracks = ", ".join(f"#{t['id']} {t['first_s']:.1f}-{t.get('last_s', t['first_s']):.1f} s"

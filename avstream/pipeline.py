@@ -35,6 +35,7 @@ from .capture.video import OpenCvCamera, SyncVideo, SyntheticCamera, VideoRunner
 from .fusion.pairing import FramePairing
 
 STALL_SECONDS = 5.0  # no audio for this long while running is an error, not a hang
+BEHIND_FRACTION = 0.1  # updates are skipped while more than this share of the ring waits unread
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +222,8 @@ class Pipeline:
         self.sinks = list(sinks)
         self.status = status
         self.n_updates = 0
+        self.skipped_updates = 0  # completed while behind real time, not run (their samples were)
+        self._carry_flags, self._carry_audio = set(), []  # of skipped updates, for the next one
         self.ring = None
         self.last_peaks: list = []
         self.max_samples = None if cfg.duration is None else int(round(cfg.duration * self.sample_rate))
@@ -286,7 +289,7 @@ class Pipeline:
     def summary(self) -> dict:
         k = self.cfg.localize.sources
         out = {"peaks": [p.to_dict() for p in self.localizer.summary_peaks(k)], "method": self.method,
-               "updates": self.n_updates,
+               "updates": self.n_updates, "skipped_updates": self.skipped_updates,
                "seconds": round(self.n_samples / self.sample_rate, 4), "array": self.array.describe(),
                "dropped_blocks": self.dropped, "overflows": self.overflows,
                "input_flags": dict(self.flag_counts)}
@@ -315,20 +318,41 @@ class Pipeline:
         return int(self.source.overflows)
 
     # --- synchronous core ----------------------------------------------------------------
-    def process_block(self, block: AudioBlock) -> list:
-        """Run one block through the chain; return the heatmaps it completed (already sent)."""
+    def process_block(self, block: AudioBlock, skip: bool = False) -> list:
+        """Run one block through the chain; return the heatmaps it completed (already sent).
+
+        With ``skip`` the block still goes through the recorder and the STFT (no sample is lost
+        and the next update sees a continuous stream), but the updates it completes are counted
+        in ``skipped_updates`` instead of run: what a pipeline behind real time gives up first."""
         if self._pending is not None:
             self._apply_pending()
         if self.recorder is not None:
             self.recorder.audio(block)
-        return [self._update(win) for win in self.frontend.process(block, self.max_samples)]
+        wins = self.frontend.process(block, self.max_samples)
+        if not skip:
+            return [self._update(win) for win in wins]
+        for win in wins:  # their flags and raw audio go out with the next update that runs
+            self.skipped_updates += 1
+            self._carry_flags |= win.flags
+            if self.raw_audio and win.samples is not None and win.new_samples > 0:
+                self._carry_audio.append(self._new_audio(win))
+        return []
+
+    def _new_audio(self, win):
+        """(stream time of its first sample, the samples) a window adds to the previous one."""
+        new = min(win.new_samples, win.samples.shape[1])
+        return win.t + (self.frontend.window_samples - new) / self.sample_rate, win.samples[:, -new:].copy()
 
     def _update(self, win):
+        flags = win.flags
+        if self._carry_flags:
+            flags, self._carry_flags = flags | self._carry_flags, set()
         hm = self.localizer.process(win.frames, win.weights, t=win.t, stamp=win.stamp, seq=self.n_updates,
-                                    flags=win.flags)
+                                    flags=flags)
         self.n_updates += 1
         hm.levels = win.levels
-        hm.status = {"updates": self.n_updates, "dropped_blocks": self.dropped, "overflows": self.overflows,
+        hm.status = {"updates": self.n_updates, "skipped_updates": self.skipped_updates,
+                     "dropped_blocks": self.dropped, "overflows": self.overflows,
                      "latency_s": round(max(0.0, time.time() - hm.stamp), 4) if hm.stamp > 1e9 else 0.0,
                      "device": self.source.describe(), "device_state": self.source.state}
         if self.source.reconnects:
@@ -342,9 +366,10 @@ class Pipeline:
                 for frame in self.video.frames_since(self.recorder.last_seq):
                     self.recorder.frame(frame)
         if self.raw_audio and win.samples is not None and win.new_samples > 0:
-            new = min(win.new_samples, win.samples.shape[1])
-            hm.audio = win.samples[:, -new:].copy()
-            hm.audio_t = win.t + (self.frontend.window_samples - new) / self.sample_rate
+            parts = self._carry_audio + [self._new_audio(win)]
+            self._carry_audio = []
+            hm.audio_t = parts[0][0]
+            hm.audio = parts[0][1] if len(parts) == 1 else np.concatenate([a for _, a in parts], axis=1)
         if self.engines is not None:
             self.engines.process(hm, win)
         if self.tracker is not None:  # after the engines: a track carries its peak's speech probability
@@ -368,6 +393,8 @@ class Pipeline:
                 extra = f"  video {hm.status['camera_state']}" + (f" {off:+.0f} ms" if off is not None else "")
             if hm.speech is not None:
                 extra += f"  speech {hm.speech:.2f}"
+            if self.skipped_updates:
+                extra += f"  skipped {self.skipped_updates}"
             self.status.update(self.n_updates, self.dropped, self.overflows, self.flag_counts, hm.peaks, extra)
         return hm
 
@@ -438,6 +465,7 @@ class Pipeline:
         block = self.cfg.source.block
         n_slots = max(4, int(self.cfg.source.ring_seconds * self.sample_rate / block))
         self.ring = RingBuffer(n_slots, self.array.n_channels, block)
+        behind = max(2, int(BEHIND_FRACTION * n_slots))
         clock = SampleClock(self.sample_rate)
         if self._video_core is not None:
             self._start_video(VideoRunner(self._video_core, origin=lambda: clock.stamp(0),
@@ -471,7 +499,9 @@ class Pipeline:
                 last_data = time.monotonic()
                 blk.seq = seq
                 seq += 1
-                self.process_block(blk)
+                # behind real time (a slow engine or sink, a starved CPU): skip updates, never
+                # samples, until the ring is nearly drained again
+                self.process_block(blk, skip=self.ring.backlog > behind)
         except KeyboardInterrupt:
             pass  # a stop like any other: fall through to the summary
         finally:

@@ -146,3 +146,44 @@ def test_a_recording_killed_outright_is_readable(tmp_path):
             proc.kill()
     heatmaps = [m for t, m in _decode_all(out) if t == "/avstream/heatmap/image"]
     assert len(heatmaps) >= 10
+
+
+def test_a_slow_output_costs_updates_never_audio():
+    """A sink slower than real time (a stand-in that sleeps) on a live run: the pipeline skips
+    updates, says how many, and drops no sample: the raw audio the sink receives is the scene's,
+    sample for sample, with no hole."""
+    import numpy as np
+    from helpers import Collect
+
+    from avstream.config import load_config
+    from avstream.pipeline import Pipeline
+
+    class Audio(Collect):
+        takes_audio = True
+
+    class Slow(Audio):
+        def write(self, heatmap):
+            super().write(heatmap)
+            time.sleep(0.2)  # the scene makes an update every 0.05-0.1 s
+
+    o = {"duration": 4.0, "output.overlay": None, "zmq.endpoint": None, "ros.publish": False, "ros.audio": "on"}
+    slow, every = Slow(), Audio()
+    pipe = Pipeline(load_config(None, o), [slow])
+    pipe.run()  # capture paced to real time on its own thread
+    Pipeline(load_config(None, o), [every]).run_sync()  # the same scene, every update run
+    s = slow.summary
+    assert s["dropped_blocks"] == 0 and s["seconds"] == every.summary["seconds"] == 4.0
+    assert s["skipped_updates"] > 0 and s["updates"] + s["skipped_updates"] == every.summary["updates"]
+    assert len(slow.maps) == s["updates"] < every.summary["updates"]
+    assert slow.maps[-1].status["skipped_updates"] > 0  # live outputs are told too
+
+    def stream(maps):
+        rate = pipe.sample_rate
+        starts = [round(m.audio_t * rate) for m in maps]
+        ends = [a + m.audio.shape[1] for a, m in zip(starts, maps)]
+        assert starts[1:] == ends[:-1]  # contiguous: what a skipped update held comes with the next
+        return starts[0], np.concatenate([m.audio for m in maps], axis=1)
+
+    (a0, got), (b0, want) = stream(slow.maps), stream(every.maps)
+    assert a0 == b0 and got.shape[1] > 0.9 * want.shape[1]
+    assert np.array_equal(got, want[:, :got.shape[1]])

@@ -46,6 +46,11 @@ class RingBuffer:
                 self.read_pos += lost
             self._cond.notify()
 
+    @property
+    def backlog(self) -> int:
+        """Blocks written and not yet read (a racy snapshot: enough to tell the reader it is behind)."""
+        return self.written - self.read_pos
+
     def close(self) -> None:
         """End of stream: the reader drains what is left, then gets None."""
         with self._cond:

@@ -410,7 +410,7 @@ class RosFormatter:
             level, message = 1, "audio device was gone; samples missing before this update"
         if flags & {"nonfinite", "silent"}:
             level, message = 2, "unusable audio: " + ", ".join(sorted(flags & {"nonfinite", "silent"}))
-        audio_keys = ("updates", "dropped_blocks", "overflows", "latency_s", "device_state", "reconnects",
+        audio_keys = ("updates", "skipped_updates", "dropped_blocks", "overflows", "latency_s", "device_state", "reconnects",
                       "gap_samples")
         values = {k: st[k] for k in audio_keys if k in st}
         values["sources"] = len(heatmap.peaks)

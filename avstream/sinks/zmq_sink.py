@@ -12,7 +12,7 @@ the stream start), ``seq``, ``frame_id``, ``dtype`` ("<f4"), ``shape`` ([rows, c
 azimuth_deg, elevation_deg, power), ``tracks`` (the tracked sources: id, azimuth_deg,
 elevation_deg, power, velocity_deg_s, age_s, probability, silent_s; empty when tracking is
 off), ``flags``, ``levels`` (per microphone since the previous update: ``rms_dbfs`` and
-``peak_dbfs``, the input meters) and ``status`` (updates, dropped_blocks, overflows, latency_s,
+``peak_dbfs``, the input meters) and ``status`` (updates, skipped_updates, dropped_blocks, overflows, latency_s,
 device, device_state and, with a camera, camera and camera_state). Send high-water marks are small, so a slow or dead
 subscriber loses messages instead of slowing the pipeline (PUB never blocks).
 
@@ -61,7 +61,7 @@ from .base import Sink
 
 log = logging.getLogger(__name__)
 # the pipeline's counters the header carries (for dashboards)
-STATUS_KEYS = ("updates", "dropped_blocks", "overflows", "latency_s", "device", "device_state", "camera_state",
+STATUS_KEYS = ("updates", "skipped_updates", "dropped_blocks", "overflows", "latency_s", "device", "device_state", "camera_state",
                "camera")
 
 TOPIC_HEATMAP = b"avstream/heatmap\0"
