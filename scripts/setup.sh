@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 # espeak-ng: speech for the speech-engine tests. xvfb, fonts and the X/GL libraries of the GUI
 # OpenCV: the window tests (--view, calibrate events
 # --click) open real windows on an X server. chromium and its driver: the dashboard test opens
-# the page in a real headless browser
+# the page in a real headless browser. stress-ng: the CPU hogs of the load test
 APT_PACKAGES="portaudio19-dev libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins xvfb fonts-dejavu-core
-libgl1 libglib2.0-0 libsm6 libice6 libx11-6 libxext6 espeak-ng chromium chromium-driver"
+libgl1 libglib2.0-0 libsm6 libice6 libx11-6 libxext6 espeak-ng chromium chromium-driver stress-ng"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
