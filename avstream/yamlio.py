@@ -8,13 +8,15 @@ import yaml
 from .errors import ConfigError
 
 
-def load_mapping(path, label=None) -> dict:
-    """The top-level mapping of a YAML file.
+def load_mapping(path, label=None, keys=None) -> dict:
+    """The top-level mapping of a YAML file; with ``keys``, only those keys are allowed (a
+    misspelled key is an error, not a silent default).
 
     Raises
     ------
     ConfigError
-        Naming ``label`` (default: the path): unreadable, malformed, or not a mapping.
+        Naming ``label`` (default: the path): unreadable, malformed, not a mapping, or a key
+        not in ``keys``.
     """
     label = label or str(path)
     try:
@@ -25,4 +27,8 @@ def load_mapping(path, label=None) -> dict:
         raise ConfigError(f"{label}: malformed YAML: {exc}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{label}: expected a mapping of keys")
+    if keys is not None:
+        unknown = sorted(str(k) for k in set(doc) - set(keys))
+        if unknown:
+            raise ConfigError(f"{label}: unknown key(s) {', '.join(unknown)} (known: {', '.join(keys)})")
     return doc

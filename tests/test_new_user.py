@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import ROOT, run_cli
 from simulate import write_wav
 
 from avstream.config import load_config
@@ -18,6 +18,22 @@ def test_misspelled_array_key_is_an_error(tmp_path):
     p.write_text("mic_positions: [[0.02, 0, 0], [-0.02, 0, 0]]\nmic_chanels: [0, 1]\n")
     with pytest.raises(ConfigError, match="unknown key.*mic_chanels"):
         load_array(str(p))
+
+
+def test_misspelled_calibration_key_is_an_error(tmp_path):
+    from avstream.geometry.camera import load_camera, load_extrinsics
+
+    ok = (ROOT / "calibration" / "example_pinhole.yaml").read_text()
+    p = tmp_path / "cam.yaml"
+    p.write_text(ok.replace("distortion_model:", "distorsion_model:"))
+    with pytest.raises(ConfigError, match="cam.yaml: unknown key.*distorsion_model"):
+        load_camera(p)
+    p.write_text(ok)
+    assert load_camera(p).model == "plumb_bob"  # every key of the ROS format is known
+    e = tmp_path / "ext.yaml"
+    e.write_text("rotation: [[1, 0, 0], [0, 1, 0], [0, 0, 1]]\ntranslaton: [0.1, 0, 0]\n")
+    with pytest.raises(ConfigError, match="ext.yaml: unknown key.*translaton"):
+        load_extrinsics(e)
 
 
 def test_header_only_wav_and_missing_file(tmp_path):

@@ -183,15 +183,23 @@ def _matrix(doc, key, rows, cols, path):
     return arr if cols is None else arr.reshape(rows, cols)
 
 
-def _load_yaml(path) -> dict:
+# the keys of ROS camera_calibration_parsers' YAML format (binning and roi as ROS writes them;
+# read, not used), and of avstream's extrinsics
+CAMERA_KEYS = ("image_width", "image_height", "camera_name", "camera_matrix", "distortion_model",
+               "distortion_coefficients", "rectification_matrix", "projection_matrix", "binning_x", "binning_y",
+               "roi")
+EXTRINSICS_KEYS = ("rotation", "translation")
+
+
+def _load_yaml(path, keys) -> dict:
     from ..yamlio import load_mapping
 
-    return load_mapping(Path(path))
+    return load_mapping(Path(path), keys=keys)
 
 
 def load_camera(path) -> Camera:
     """Read a ROS camera_calibration_parsers YAML file (or ``distortion_model: equirectangular``)."""
-    doc = _load_yaml(path)
+    doc = _load_yaml(path, CAMERA_KEYS)
     for key in ("image_width", "image_height"):
         if not isinstance(doc.get(key), int) or doc[key] <= 0:
             raise ConfigError(f"{path}: key '{key}' must be a positive integer")
@@ -263,7 +271,7 @@ class Extrinsics:
 
 def load_extrinsics(path) -> Extrinsics:
     """``rotation`` (3x3, row-major nested list, orthonormal, det +1) and ``translation`` (3)."""
-    doc = _load_yaml(path)
+    doc = _load_yaml(path, EXTRINSICS_KEYS)
     rot = doc.get("rotation")
     if rot is None:
         raise ConfigError(f"{path}: missing key 'rotation' (3x3 nested list)")
