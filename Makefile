@@ -17,6 +17,6 @@ bench: setup
 	$(VENV)/python -m pip install -q pyroomacoustics acoular spaudiopy
 	$(VENV)/avstream bench
 
-# retrain the shipped audio-visual engines (about 30 minutes on 2 cores; engines/README.md)
+# retrain the shipped audio-visual engines (about 25 minutes on 2 cores; engines/README.md)
 engines: setup
 	bash scripts/make_engines.sh

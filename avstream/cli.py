@@ -21,7 +21,7 @@ avstream: where sounds come from, live, from a microphone array.
 
   avstream run                 synthetic demo scene and camera (no microphone or camera needed),
                                5 s, status line; writes the overlay video avstream_overlay.mp4
-  avstream run --source device --array minidsp_uma16 --camera 0 --intrinsics cam.yaml \
+  avstream run --source device --array minidsp_uma16 --camera 0 --intrinsics cam.yaml \\
                --extrinsics ext.yaml --overlay out.mp4       acoustic camera from real hardware
   avstream run --source file --file rec.wav --array respeaker_usb_4mic --jsonl out.jsonl
   avstream run --source device --device ReSpeaker --array respeaker_usb_4mic --duration 0
@@ -30,12 +30,12 @@ avstream: where sounds come from, live, from a microphone array.
   avstream echo tcp://127.0.0.1:5556     print what the ZeroMQ stream carries
   avstream calibrate camera --images DIR --board 9x6 --square 0.025 --out cam.yaml
   avstream calibrate extrinsics --pairs pairs.csv --camera cam.yaml --out ext.yaml
-  avstream calibrate events rec.wav --video rec.mp4 --camera cam.yaml --out pairs.csv
+  avstream calibrate events rec.wav --array minidsp_uma16 --video rec.mp4 --out pairs.csv
   avstream calibrate channels rec.wav --array respeaker_usb_4mic --azimuth 90
   avstream record --duration 60 --out rec1 [run's options]   audio, video and calibration in a folder
   avstream train rec1 rec2 --out engines/mine.onnx     learn an audio-visual engine (no labels)
   avstream run --engine engines/mine.onnx ...          fuse it with the array (needs a camera)
-  avstream engines list|check|build                    engine files, ONNX Runtime vs torch, TensorRT
+  avstream engines list                 engine files (check: ONNX Runtime vs torch; build: TensorRT)
   avstream devices             list PortAudio input devices
 
 Directions: azimuth = atan2(y, x) in degrees counter-clockwise from +x (x forward, y left,

@@ -49,12 +49,12 @@ def locate_file(path, array, **overrides):
     return sink, sink.summary
 
 
-def run_cli(*args, timeout=300, env=None):
+def run_cli(*args, timeout=300, env=None, cwd=ROOT):
     e = dict(os.environ)
     e.update(env or {})
     e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "avstream", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=e, cwd=str(ROOT))
+                          timeout=timeout, env=e, cwd=str(cwd))
 
 
 def jsonl(text):
