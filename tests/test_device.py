@@ -186,6 +186,21 @@ def test_missing_device_is_a_clear_error(pulse):
     assert "no input device name contains it" in p.stderr and "pulse" in p.stderr
 
 
+def test_a_device_with_too_few_channels_is_refused(pulse, tmp_path):
+    """An array that needs more channels than the device has is refused by name and count, not
+    opened on what is there (the same check runs when a lost device is looked up again)."""
+    from avstream.capture.device import list_devices
+
+    have = next(d["channels"] for d in list_devices() if "pulse" in d["name"])
+    arr = tmp_path / "wide.yaml"
+    arr.write_text("mic_positions: [[0.02, 0, 0], [-0.02, 0, 0], [0, 0.02, 0], [0, -0.02, 0]]\n"
+                   f"n_channels: {have + 1}\nmic_channels: [0, 1, 2, 3]\n")
+    p = run_cli("run", "--source", "device", "--device", "pulse", "--array", arr, "--duration", "1", "--no-status",
+                env={"PULSE_SERVER": pulse["env"]["PULSE_SERVER"]})
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert f"has {have} input channels, the array needs {have + 1}" in p.stderr
+
+
 def _feed_forever(fifo, stop, chunk=1600):
     """Feed a ramp into the pipe source at about real time, through unplugging: while the pipe
     is gone the samples are lost (as from a microphone without a host), then it feeds again."""
