@@ -166,3 +166,68 @@ def test_slow_tab_and_foreign_stream():
         pub.close()
         run.terminate()
         run.wait(30)
+
+
+def test_a_flood_on_the_page_does_not_disturb_the_run():
+    """A run serving its own page (--dashboard) while 200 WebSockets connect and never read,
+    others send garbage (bad JSON, binary, an oversized message) and raw TCP connections send
+    bytes that are not HTTP: the run makes every update and drops no block, and a well-behaved
+    tab still gets updates."""
+    import contextlib
+    import json
+    import random
+    import tempfile
+
+    from websockets.sync.client import connect
+
+    port, zport = _free_port(), _free_port()
+    out = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.Popen([sys.executable, "-m", "avstream", "run", "--duration", "12", "--zmq",
+                            f"tcp://127.0.0.1:{zport}", "--dashboard", str(port), "--no-ros", "--no-overlay",
+                            "--no-status", "--jsonl", out], env=env, cwd=str(ROOT),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"ws://127.0.0.1:{port}/"
+    held, raw = [], []
+    rng = random.Random(0)
+    stack = contextlib.ExitStack()  # the held pages, closed at the end
+    try:
+        _wait(lambda: _connects(port), 60, "the page")
+        for _ in range(200):
+            held.append(stack.enter_context(connect(url, max_size=None, open_timeout=30)))
+        for k, ws in enumerate(held[:40]):
+            try:
+                ws.send(["{not json", json.dumps({"select": 42}), bytes(rng.randbytes(512)), "x" * 2_000_000][k % 4])
+            except Exception:  # noqa: BLE001 - the server may close a garbage sender: that is fine
+                pass
+        for _ in range(50):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(rng.randbytes(4096))
+            raw.append(s)
+        updates = 0
+        with connect(url, max_size=None) as ws:
+            t0 = time.time()
+            while time.time() - t0 < 4:
+                msg = ws.recv(timeout=10)
+                if isinstance(msg, str) and json.loads(msg).get("op") == "update":
+                    updates += 1
+        assert updates >= 10  # a good tab is still served
+        assert run.wait(120) == 0, run.stderr.read()
+    finally:
+        stack.close()
+        for s in raw:
+            s.close()
+        if run.poll() is None:
+            run.kill()
+            run.wait(30)
+    summary = json.loads(open(out).read().splitlines()[-1])["summary"]
+    assert summary["dropped_blocks"] == 0 and summary["skipped_updates"] == 0
+    assert summary["updates"] == ((12 * 16000 - 512) // 256 + 1) // 4
+
+
+def _connects(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False

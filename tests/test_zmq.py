@@ -169,6 +169,21 @@ def test_bad_endpoints_and_keys(tmp_path, certs):
     assert p.returncode == 2 and "secret" in p.stderr  # the public half only
 
 
+def test_an_open_endpoint_without_curve_is_warned_about(certs):
+    """Loopback by default; bound on every interface without CURVE the run says so (and not
+    with CURVE, nor on loopback)."""
+    keys, _ = certs
+    needle = "reachable from other machines"
+    wide = run_cli("run", "--duration", "0.5", "--zmq", f"tcp://0.0.0.0:{free_port()}", "--no-status", "--no-ros")
+    assert wide.returncode == 0 and needle in wide.stderr, wide.stderr
+    safe = run_cli("run", "--duration", "0.5", "--zmq", f"tcp://0.0.0.0:{free_port()}", "--zmq-secret-key",
+                   keys / "server.key_secret", "--no-status", "--no-ros")
+    assert safe.returncode == 0 and needle not in safe.stderr, safe.stderr
+    default = run_cli("run", "--duration", "0.5", "--no-status", "--no-ros")
+    assert default.returncode == 0 and needle not in default.stderr
+    assert "ZeroMQ stream on tcp://127.0.0.1:" in default.stderr  # loopback unless told otherwise
+
+
 def test_overlay_picture_on_its_own_topic(tmp_path):
     """With a camera, the overlay goes out as JPEG on avstream/overlay beside the heatmap: a
     subscriber (this process; the run is another) decodes full pictures with the frame's stamp,

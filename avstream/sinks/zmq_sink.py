@@ -64,6 +64,15 @@ log = logging.getLogger(__name__)
 STATUS_KEYS = ("updates", "skipped_updates", "dropped_blocks", "overflows", "latency_s", "device", "device_state", "camera_state",
                "camera")
 
+def on_loopback(endpoint: str) -> bool:
+    """Whether a ZeroMQ endpoint is reachable from this machine only (ipc, inproc, loopback TCP)."""
+    transport, _, rest = endpoint.partition("://")
+    if transport != "tcp":
+        return transport in ("ipc", "inproc")
+    host = rest.rpartition(":")[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
 TOPIC_HEATMAP = b"avstream/heatmap\0"
 TOPIC_OVERLAY = b"avstream/overlay\0"
 MESSAGES_PER_UPDATE = 4 + 8  # heatmap, engine map, mask, overlay; the audio of up to 8 tracks
@@ -139,6 +148,10 @@ class ZmqSink(Sink):
             elif curve_clients:
                 raise ConfigError("--zmq-clients needs --zmq-secret-key (client authentication runs over CURVE)")
             self.endpoint = self._bind(endpoint, next_free)
+            if not curve_secret_key and not on_loopback(self.endpoint):
+                log.warning("%s is reachable from other machines and the stream is neither encrypted nor "
+                            "authenticated: give --zmq-secret-key (and --zmq-clients), or bind tcp://127.0.0.1",
+                            self.endpoint)
         except zmq.ZMQError as exc:
             self.close_socket()
             raise ConfigError(f"--zmq {endpoint}: cannot bind ({exc})") from None
