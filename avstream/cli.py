@@ -99,6 +99,9 @@ def _add_run_options(p):
                         "DIR/tracks.csv with where each starts")
     p.add_argument("--record", metavar="PATH.mcap",
                      help="record every ROS 2 topic to an MCAP file (ros2 bag play and Foxglove open it)")
+    p.add_argument("--record-split-mb", type=float, metavar="MB",
+                   help="split the --record file into PATH_0.mcap, PATH_1.mcap, ... of about MB each (as "
+                        "ros2 bag record --max-bag-size)")
     p.add_argument("--no-status", action="store_true", help="no live status line")
     p.add_argument("--foxglove", nargs="?", type=int, const=8765, metavar="PORT",
                    help="serve the ROS 2 topics live to the Foxglove app (WebSocket, default port 8765, "
@@ -300,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 RUN_VALUE_FLAGS = [("source", "source.kind"), ("file", "source.path"), ("device", "source.device"),
                    ("rate", "source.sample_rate"), ("format", "source.sample_format"), ("jsonl", "output.jsonl"),
                    ("npz", "output.npz"), ("save_sources", "output.sources"), ("record", "output.record"),
+                   ("record_split_mb", "output.record_split_mb"),
                    ("zmq", "zmq.endpoint"), ("foxglove", "foxglove.port"),
                    ("zmq_secret_key", "zmq.curve_secret_key"), ("zmq_clients", "zmq.curve_clients"),
                    ("camera", "camera.source"), ("intrinsics", "camera.intrinsics"),

@@ -450,6 +450,7 @@ class OutputConfig:
     jsonl: Optional[str] = None  # path, or "-" for stdout
     npz: Optional[str] = None  # heatmaps, stamps and peaks, written at the end
     record: Optional[str] = None  # MCAP file with every ROS 2 topic (ros2msg schemas, CDR messages)
+    record_split_mb: Optional[float] = None  # split the recording into <stem>_0.mcap, _1, ... of this size
     status: bool = True  # live status line on stderr
     overlay: Optional[str] = "auto"  # video of the overlay (.mp4/.avi); auto: avstream_overlay.mp4 for the demo
     view: bool = False  # show the overlay live in a window (needs a display and OpenCV with a GUI)
@@ -458,6 +459,8 @@ class OutputConfig:
 
     def validate(self, key):
         _check(self.record is None or self.record.endswith(".mcap"), f"{key}.record", "must be a .mcap path")
+        _check(self.record_split_mb is None or self.record_split_mb >= 0.1, f"{key}.record_split_mb",
+               "must be at least 0.1 (MB) or null")
         _check(self.overlay in (None, "auto") or self.overlay.lower().endswith((".mp4", ".avi")), f"{key}.overlay",
                "must be a .mp4 or .avi path, auto or null")
 

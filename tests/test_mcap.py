@@ -173,6 +173,26 @@ def test_run_record_cli(tmp_path):
     assert stamps == sorted(stamps) and abs(stamps[0] / 1e9 - __import__("time").time()) < 120  # UNIX epoch
 
 
+def test_recording_split_by_size(tmp_path):
+    """--record-split-mb: rec_0.mcap, rec_1.mcap, ... each a whole file (its own /tf_static
+    first), together every update once and in order, each but the last past the size."""
+    keep = Collect()
+    cfg = load_config(None, {"duration": 6.0, "source.realtime": False, "zmq.endpoint": None, "ros.publish": False,
+                             "output.overlay": None})
+    sink = McapSink(tmp_path / "rec.mcap", cfg.ros, split_bytes=1_000_000)
+    Pipeline(cfg, [keep, sink]).run_sync()
+    files = [tmp_path / f"rec_{k}.mcap" for k in range(len(sink.files))]
+    assert [str(f) for f in files] == sink.files and len(files) >= 3 and not (tmp_path / "rec.mcap").exists()
+    assert sorted(tmp_path.glob("rec_*.mcap")) == sorted(files)
+    stamps = []
+    for f in files:
+        topics = by_topic(f)
+        assert len(topics["/tf_static"]) == 1  # latched: again in every file
+        stamps += [m.log_time_ns for m in topics["/avstream/heatmap/image"]]
+    assert all(f.stat().st_size >= 1_000_000 for f in files[:-1])
+    assert len(stamps) == len(keep.maps) and stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+
+
 @pytest.mark.parametrize("target,needle", [("nodir/x.mcap", "cannot write"), ("x.bag", "output.record")])
 def test_record_bad_paths(tmp_path, target, needle):
     p = run_cli("run", "--duration", "1", "--record", tmp_path / target, "--no-status")

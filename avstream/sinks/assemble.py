@@ -28,7 +28,7 @@ def build_sinks(cfg, node=None) -> list:
     if o.record:
         from .mcap_sink import McapSink
 
-        sinks.append(McapSink(o.record, ros))
+        sinks.append(McapSink(o.record, ros, split_bytes=o.record_split_mb * 1e6 if o.record_split_mb else None))
     if cfg.zmq.endpoint:
         from .zmq_sink import ZmqSink
 

@@ -77,29 +77,55 @@ class _ClosedAtEveryWrite:
 
 class McapSink(RosTransport):
     """Writes every topic the DDS path publishes (same names, same bytes) and, with tracking,
-    each track's audio (``source_audio/track_<id>``) to ``path``."""
+    each track's audio (``source_audio/track_<id>``) to ``path``.
 
-    def __init__(self, path, ros=None):
+    With ``split_bytes``, the recording is split as ``ros2 bag record --max-bag-size`` splits
+    it: ``<stem>_0.mcap``, ``<stem>_1.mcap``, ... beside ``path``, a new file once the current
+    one holds ``split_bytes``; each file is whole on its own (its latched ``/tf_static`` and
+    ``audio_info`` again at its start)."""
+
+    def __init__(self, path, ros=None, split_bytes=None):
         super().__init__(ros)
         self.path = str(path)
+        self.split_bytes = int(split_bytes) if split_bytes else None
+        self.files: list = []  # the paths written, in order
         self._fh = None
         self._writer = None
         self._channels: dict = {}
         self.n_messages = 0
 
-    def open(self, meta):
+    def _next_path(self) -> str:
+        if not self.split_bytes:
+            return self.path
+        stem = self.path[:-len(".mcap")] if self.path.endswith(".mcap") else self.path
+        return f"{stem}_{len(self.files)}.mcap"
+
+    def _start_file(self):
         from mcap.writer import Writer
 
+        path = self._next_path()
+        self._fh = _ClosedAtEveryWrite(path)
+        self.files.append(path)
+        self._writer = Writer(self._fh)
+        self._writer.start(profile="ros2", library="avstream")
+        self._channels = {}
+        self._latched()
+
+    def open(self, meta):
         super().open(meta)
         try:
-            self._fh = _ClosedAtEveryWrite(self.path)
-            self._writer = Writer(self._fh)
-            self._writer.start(profile="ros2", library="avstream")
+            self._start_file()
         except OSError as exc:
             from ..errors import ConfigError
 
             raise ConfigError(f"--record {self.path}: cannot write ({exc.strerror})") from None
-        self._guarded(self._latched)
+
+    def _rotate(self):
+        """Close the current file and start the next one once it holds ``split_bytes``."""
+        if self.split_bytes and self._writer is not None and self._fh.tell() >= self.split_bytes:
+            self._writer.finish()
+            self._fh.close()
+            self._start_file()
 
     def _latched(self):
         for m in self.fmt.latched(time.time_ns()):  # once, at the start: players and Foxglove latch them
@@ -114,9 +140,10 @@ class McapSink(RosTransport):
         try:
             step()
         except OSError as exc:
-            self.failure = f"recording: {exc.strerror or exc} ({self.path}; the file keeps what was written " \
+            path = self.files[-1] if self.files else self.path
+            self.failure = f"recording: {exc.strerror or exc} ({path}; the file keeps what was written " \
                            f"before, closed)"
-            log.error("recording to %s stopped: %s; the run goes on", self.path, exc.strerror or exc)
+            log.error("recording to %s stopped: %s; the run goes on", path, exc.strerror or exc)
             self._writer = None
             self._fh.close(finished=False)
 
@@ -138,6 +165,7 @@ class McapSink(RosTransport):
                 self._writer.add_message(channel_id=self._channel(m.topic, m.typename), log_time=m.stamp_ns,
                                          publish_time=now, data=m.cdr, sequence=heatmap.seq)
                 self.n_messages += 1
+            self._rotate()
 
         self._guarded(step)
 
