@@ -3,7 +3,7 @@ export NUMBA_CACHE_DIR ?= $(HOME)/.cache/avstream/numba
 export OPENBLAS_NUM_THREADS ?= 1
 VENV := .venv/bin
 
-.PHONY: setup demo test bench engines
+.PHONY: setup demo test bench engines soak
 setup:
 	@bash scripts/setup.sh
 
@@ -20,3 +20,7 @@ bench: setup
 # retrain the shipped audio-visual engines (about 25 minutes on 2 cores; engines/README.md)
 engines: setup
 	bash scripts/make_engines.sh
+
+# the 30-minute soak of the whole demo: memory, descriptors, threads, MCAP parts (README, reliability)
+soak: setup
+	$(VENV)/python scripts/soak.py --minutes $(or $(MINUTES),30)
