@@ -35,7 +35,7 @@ avstream: where sounds come from, live, from a microphone array.
   avstream record --duration 60 --out rec1 [run's options]   audio, video and calibration in a folder
   avstream train rec1 rec2 --out engines/mine.onnx     learn an audio-visual engine (no labels)
   avstream run --engine engines/mine.onnx ...          fuse it with the array (needs a camera)
-  avstream engines list                 engine files (check: ONNX Runtime vs torch; build: TensorRT)
+  avstream engines list                 engine files (check: vs torch; quantize: INT8; build: TensorRT)
   avstream devices             list PortAudio input devices
 
 Directions: azimuth = atan2(y, x) in degrees counter-clockwise from +x (x forward, y left,
@@ -270,18 +270,25 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--array", help="array preset or YAML, for folders without array.yaml")
     tr.add_argument("--intrinsics", metavar="CAMERA.yaml", help="for folders without camera.yaml")
     tr.add_argument("--extrinsics", metavar="EXTRINSICS.yaml", help="for folders without extrinsics.yaml")
-    en = sub.add_parser("engines", help="learned engine files: list, check, build TensorRT plans",
+    en = sub.add_parser("engines", help="learned engine files: list, check, quantize, build TensorRT plans",
                         description="list: the engine files in a folder (default engines/) with their inputs and "
                                     "outputs. check: runs a file on ONNX Runtime and, when its torch checkpoint "
                                     "(NAME.pt) is beside it, on torch, and compares them (max abs difference at "
-                                    "most 1e-4), with the time per run. build: the TensorRT plan of a file, into the "
-                                    "plan cache (needs TensorRT and a GPU).")
+                                    "most 1e-4), with the time per run. quantize: an INT8 (Q/DQ) copy of an "
+                                    "audio-visual engine, calibrated on your recording folders (TensorRT builds "
+                                    "INT8 plans from it; ONNX Runtime runs it on a CPU). build: the TensorRT plan "
+                                    "of a file, into the plan cache (needs TensorRT and a GPU).")
     ensub = en.add_subparsers(dest="what", metavar="WHAT")
     el = ensub.add_parser("list", help="engine files in a folder")
     el.add_argument("folder", nargs="?", default="engines")
     ec = ensub.add_parser("check", help="ONNX Runtime against torch, and timings")
     ec.add_argument("path")
     ec.add_argument("--threads", type=int, default=2)
+    eq = ensub.add_parser("quantize", help="INT8 copy calibrated on recording folders")
+    eq.add_argument("path", help="the FP32 engine (ONNX)")
+    eq.add_argument("folders", nargs="+", metavar="FOLDER", help="recording folders (avstream record)")
+    eq.add_argument("--out", required=True, help="the INT8 file to write, e.g. engines/mine.int8.onnx")
+    eq.add_argument("--per-folder", type=int, default=32, help="updates kept from each folder (default 32)")
     eb = ensub.add_parser("build", help="build the TensorRT plan (GPU only)")
     eb.add_argument("path")
     eb.add_argument("--precision", choices=["fp16", "fp32", "int8"], default="fp16")
@@ -677,10 +684,15 @@ def cmd_engines(args) -> int:
         report = tools.check(args.path, args.threads)
         print(json.dumps(report))
         return 0 if report["ok"] else 1
+    if args.what == "quantize":
+        from .engines.quantize import quantize
+
+        print(json.dumps(quantize(args.path, args.folders, args.out, args.per_folder)))
+        return 0
     if args.what == "build":
         print(tools.build(args.path, args.precision, args.cache_dir))
         return 0
-    raise AvstreamError("engines: say what to do: list, check or build")
+    raise AvstreamError("engines: say what to do: list, check, quantize or build")
 
 
 def cmd_devices(args) -> int:

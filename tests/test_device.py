@@ -275,6 +275,7 @@ def test_unplugged_microphone_is_reopened_and_the_gap_counted(pulse_alone, tmp_p
         stop.set()
         feeder.join(5)
     summary = out["summary"]
+    print("unplugged:", {k: summary[k] for k in ("updates", "reconnects", "gap_samples", "dropped_blocks")})
     assert summary["reconnects"] == 1 and summary["updates"] == len(collect.maps)
     assert 2.0 * RATE <= summary["gap_samples"] <= 60 * RATE, summary
     flagged = [k for k, hm in enumerate(collect.maps) if "gap" in hm.flags]

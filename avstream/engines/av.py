@@ -58,11 +58,14 @@ class AvEngine:
         self.engine = open_engine(info, backend, threads, precision, cache_dir, expect=expected_inputs(self.meta))
         self.sample_rate = int(self.meta["sample_rate"])
         self.audio_samples = int(self.meta["audio_samples"])
+        self.tap = None  # called with each run's inputs when set (INT8 calibration keeps them)
 
     def run(self, bgr: np.ndarray, mono: np.ndarray):
         """(map (h, w) float32 0..1, mask (hm, wm) uint8 0/255) for one frame and its audio."""
-        out = self.engine.run({"image": image_input(bgr, self.meta["image_size"]),
-                               "audio": audio_input(mono, self.meta)})
+        feeds = {"image": image_input(bgr, self.meta["image_size"]), "audio": audio_input(mono, self.meta)}
+        if self.tap is not None:
+            self.tap(feeds)
+        out = self.engine.run(feeds)
         heat = out["heatmap"][0, 0].astype(np.float32)
         mask = (out["mask"][0, 0] >= 0.5).astype(np.uint8) * 255
         return heat, mask

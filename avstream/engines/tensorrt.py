@@ -4,8 +4,9 @@ It is kept thin on purpose. The plan comes from the cache (cache.py), keyed by t
 hash, the TensorRT version, the GPU's name and compute capability, the precision and the input
 shapes; a plan TensorRT cannot deserialize is dropped from the cache and rebuilt once. Buffers
 are torch CUDA tensors (torch is on every Jetson image; cuda-python would do the same).
-INT8 builds expect an ONNX file with explicit Q/DQ nodes (TensorRT 10's preferred way);
-calibration data comes from the user's recordings when the model is quantized.
+INT8 builds take an ONNX file with explicit Q/DQ nodes (TensorRT 10's preferred way), which
+``avstream engines quantize`` (quantize.py, tested here on ONNX Runtime's CPU) makes from the
+user's recordings; a plain file is refused for INT8 with that advice.
 """
 from __future__ import annotations
 
@@ -34,6 +35,15 @@ def plan_key(info, trt_version, gpu, precision) -> PlanKey:
     return PlanKey(info.sha256, trt_version, gpu[0], gpu[1], precision, shapes)
 
 
+def require_qdq(path, precision):
+    """INT8 plans are built from Q/DQ files only (no implicit calibration on the GPU)."""
+    from .quantize import is_quantized
+
+    if precision == "int8" and not is_quantized(path):
+        raise InputError(f"{path}: INT8 needs a quantized file (QuantizeLinear/DequantizeLinear nodes); make one "
+                         f"from your recordings: avstream engines quantize {path} REC [REC ...] --out NAME.int8.onnx")
+
+
 def build_plan(onnx_bytes: bytes, precision: str, trt) -> bytes:  # pragma: no cover - needs a GPU
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -59,6 +69,8 @@ class TensorRtEngine(Engine):  # pragma: no cover - needs TensorRT and a GPU
         super().__init__(info)
         import tensorrt as trt
         import torch
+
+        require_qdq(info.path, precision)
 
         cache = PlanCache(cache_dir)
         key = plan_key(info, trt.__version__, _gpu(), precision)

@@ -77,8 +77,10 @@ def _time(engine, feeds, reps=20) -> float:
 
 def build(path, precision="fp16", cache_dir=None) -> str:
     """Build (or find) the TensorRT plan of ``path``; return where it is."""
-    from .tensorrt import TensorRtEngine
+    from .tensorrt import TensorRtEngine, require_qdq
 
+    read_model(path)  # a missing or corrupt file says so first
+    require_qdq(path, precision)
     if not TensorRtEngine.available():
         raise InputError("TensorRT and a CUDA GPU are needed to build a plan (none here); ONNX Runtime runs "
                          "the ONNX file as it is")
