@@ -35,6 +35,7 @@ from .capture.video import OpenCvCamera, SyncVideo, SyntheticCamera, VideoRunner
 from .fusion.pairing import FramePairing
 
 STALL_SECONDS = 5.0  # no audio for this long while running is an error, not a hang
+TRACK_LOG_MAX = 1000  # tracks the summary keeps (the latest); ids keep counting
 BEHIND_FRACTION = 0.1  # updates are skipped while more than this share of the ring waits unread
 
 log = logging.getLogger(__name__)
@@ -298,7 +299,7 @@ class Pipeline:
         if self.failed_outputs():
             out["failed_outputs"] = self.failed_outputs()
         if self.tracker is not None:
-            out["tracks"] = list(self.track_log.values())
+            out["tracks"] = list(self.track_log.values())  # the latest TRACK_LOG_MAX
         if self.video is not None:
             out["video"] = self.video.counters()
         if self.engines is not None:
@@ -377,7 +378,11 @@ class Pipeline:
             if self.separate is not None:
                 self.separate.process(hm, win)
             for tr in hm.tracks:
-                seen = self.track_log.setdefault(tr.id, {"id": tr.id, "first_s": round(hm.t, 3)})
+                seen = self.track_log.get(tr.id)
+                if seen is None:
+                    seen = self.track_log[tr.id] = {"id": tr.id, "first_s": round(hm.t, 3)}
+                    if len(self.track_log) > TRACK_LOG_MAX:  # a days-long run: the oldest go
+                        del self.track_log[next(iter(self.track_log))]
                 if tr.silent_s == 0.0:
                     seen.update(last_s=round(hm.t, 3), azimuth_deg=round(tr.azimuth_deg, 2),
                                 elevation_deg=round(tr.elevation_deg, 2))

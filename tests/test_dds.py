@@ -469,3 +469,37 @@ def test_track_audio_on_dds(tmp_path):
     assert max(map(abs, gaps)) < 0.005, gaps
     pcm = np.concatenate([np.frombuffer(m.audio.data.tobytes(), "<i2") for m in msgs])
     assert np.abs(pcm).max() > 300  # a beam toward a source, not silence
+
+
+def test_a_track_topic_is_taken_down_after_its_track(monkeypatch):
+    """Each track's audio topic holds a DDS writer; a long run makes new track ids all the time
+    (327 in the 30-minute soak), so a topic silent for TRACK_TOPIC_IDLE_S goes: without that the
+    soak's memory grew 5.4 MB over 18,000 updates, with it 1.6 MB."""
+    from helpers import Collect
+
+    from avstream.config import load_config
+    from avstream.pipeline import Pipeline
+    from avstream.sinks import ros_transport
+    from avstream.sinks.dds_sink import DdsSink
+
+    monkeypatch.setattr(ros_transport, "TRACK_TOPIC_IDLE_S", 0.5)
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(100 + (os.getpid() + 91) % 100))
+    cfg = load_config(None, {"duration": 60.0, "source.realtime": False, "zmq.endpoint": None,
+                             "output.overlay": None, "ros.publish": False})
+    dds = DdsSink(cfg.ros)
+    made, alive = set(), []
+    make = dds._make_writer
+    monkeypatch.setattr(dds, "_make_writer", lambda q, topic, t: made.add(topic) or make(q, topic, t))
+
+    class Count(Collect):  # after the DDS sink: its track writers alive after each update
+        def write(self, heatmap):
+            super().write(heatmap)
+            alive.append(sum("/source_audio/track_" in t for t in dds._writers))
+
+    keep = Count()
+    Pipeline(cfg, [dds, keep]).run_sync()
+    track_topics = {t for t in made if "/source_audio/track_" in t}
+    ids = {tr.id for hm in keep.maps for tr in hm.tracks}
+    assert len(track_topics) >= 5 and len(ids) >= len(track_topics)  # tracks came and went
+    assert max(alive) < len(track_topics) / 2, (max(alive), len(track_topics))
+    assert dds.failed == 0

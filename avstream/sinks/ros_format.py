@@ -198,7 +198,7 @@ class RosFormatter:
         # a camera grid is an image of the picture: the camera's optical frame and CameraInfo
         self.registered = camera is not None and self.layout.definition.get("type") == "camera"
         self._last_diag = None
-        self._audio_ids: set = set()  # tracks whose source_audio/audio_info went out
+        self._audio_id_max = 0  # track ids count up: ids up to this one had their audio_info sent
         self.failed_writes = 0  # set by the transport: writes that did not go out
         self.height, self.width = self.layout.rows, self.layout.cols
 
@@ -550,8 +550,8 @@ class RosFormatter:
         out = []
         base = self.names.resolve(SOURCE_AUDIO)
         for tid, x in audio.items():
-            if tid not in self._audio_ids:
-                self._audio_ids.add(tid)
+            if tid > self._audio_id_max:
+                self._audio_id_max = tid
                 out.append(Message(f"{base}/audio_info", AUDIO_INFO, self.serialize(self.audio_info(1), AUDIO_INFO), ns))
             msg = self.audio_message(np.asarray(x)[None, :], header)
             out.append(Message(f"{base}/track_{tid}", AUDIO, self.serialize(msg, AUDIO), ns))

@@ -2,8 +2,14 @@
 read, the formatter they open, and the messages of an update. Each adds only how bytes travel."""
 from __future__ import annotations
 
+import time
+
 from .base import Sink
 from .ros_format import RosFormatter
+
+# a track's audio topic (source_audio/track_<id>) is taken down this long after its last
+# message: a long run makes new track ids all the time, and each live topic holds a writer
+TRACK_TOPIC_IDLE_S = 10.0
 
 
 class RosTransport(Sink):
@@ -26,6 +32,7 @@ class RosTransport(Sink):
         self.takes_audio = self.ros.audio != "off"
         self.takes_source_audio = self.ros.source_audio
         self._device = ""  # the audio device's name, for the diagnostics sent while it stalls
+        self._track_topics: dict = {}  # per-track topic -> monotonic time of its last message
 
     def open(self, meta):
         self.fmt = RosFormatter.for_run(meta, self.ros, self.names)
@@ -36,5 +43,18 @@ class RosTransport(Sink):
             self._device = str(heatmap.status.get("device", ""))
         msgs = self.fmt.messages(heatmap)
         if self.takes_source_audio:
-            msgs += self.fmt.source_audio(heatmap)
+            tracks = self.fmt.source_audio(heatmap)
+            now = time.monotonic()
+            for m in tracks:
+                self._track_topics[m.topic] = now
+            msgs += tracks
         return msgs
+
+    def ended_track_topics(self) -> list:
+        """The per-track topics silent for ``TRACK_TOPIC_IDLE_S`` (their tracks ended): the
+        transport takes each down; one that comes back is made again."""
+        now = time.monotonic()
+        ended = [t for t, last in self._track_topics.items() if now - last > TRACK_TOPIC_IDLE_S]
+        for t in ended:
+            del self._track_topics[t]
+        return ended
