@@ -5,7 +5,8 @@ ZeroMQ with a subscriber, MCAP split by size) for a long run, watched from outsi
 Every 10 s it reads the run's resident memory, open file descriptors and threads from /proc;
 at the end it reads every MCAP part back with mcap-ros2-support and opens the overlay video.
 It prints a table and writes ``soak.json`` in the output folder; the exit status is 1 when a
-limit is broken: memory growth after the warm-up of 5 MB or more, a change in descriptors or
+limit is broken: memory growth after the warm-up of 5 MB or more (the median of the last five
+minutes against that of the first five after it), a change in descriptors or
 threads after the warm-up, an MCAP part that does not read to its end, a failed run.
 
     make soak                      # 30 minutes (README, "It never falls over")
@@ -22,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RSS_GROWTH_MAX_MB = 5.0
@@ -103,8 +106,15 @@ def main(argv=None) -> int:
     last = [s for s in after if s["t"] <= seconds - 5]  # not the shutdown
     report = {"minutes": args.minutes, "warm_up_s": warm, "returncode": rc, "samples": samples}
     if base and last:
-        report.update(rss_start_mb=round(base["rss_mb"], 1), rss_end_mb=round(last[-1]["rss_mb"], 1),
-                      rss_growth_mb=round(max(s["rss_mb"] for s in last) - base["rss_mb"], 2),
+        # growth: the median of the last window against the median of the first one after the
+        # warm-up (windows of 5 minutes, or a third of what was measured): the heap breathes by a
+        # few MB from one sample to the next, a leak moves the whole band
+        k = max(1, min(30, len(last) // 3))
+        first_mb = float(np.median([s["rss_mb"] for s in last[:k]]))
+        end_mb = float(np.median([s["rss_mb"] for s in last[-k:]]))
+        report.update(rss_start_mb=round(first_mb, 1), rss_end_mb=round(end_mb, 1),
+                      rss_growth_mb=round(end_mb - first_mb, 2),
+                      rss_range_mb=[round(min(s["rss_mb"] for s in last), 1), round(max(s["rss_mb"] for s in last), 1)],
                       fds=sorted({s["fds"] for s in last}), threads=sorted({s["threads"] for s in last}))
     parts = sorted(out.glob("rec_*.mcap"), key=lambda p: int(p.stem.split("_")[-1]))
     report["mcap"] = [read_mcap(p) for p in parts]
@@ -134,8 +144,10 @@ def main(argv=None) -> int:
     print("| measure | value |\n|---|---|")
     for k, v in [("updates", s.get("updates")), ("skipped updates", s.get("skipped_updates")),
                  ("dropped blocks", s.get("dropped_blocks")),
-                 ("RSS after warm-up -> end (MB)", f"{report.get('rss_start_mb')} -> {report.get('rss_end_mb')}"),
+                 ("RSS after warm-up -> end, window medians (MB)",
+                  f"{report.get('rss_start_mb')} -> {report.get('rss_end_mb')}"),
                  ("RSS growth after warm-up (MB)", report.get("rss_growth_mb")),
+                 ("RSS lowest and highest after warm-up (MB)", report.get("rss_range_mb")),
                  ("open descriptors after warm-up", report.get("fds")), ("threads after warm-up", report.get("threads")),
                  ("MCAP parts read to the end", f"{sum(p['ok'] for p in report['mcap'])}/{len(parts)} "
                   f"({sum(p['messages'] for p in report['mcap'])} messages)"),
