@@ -28,7 +28,14 @@ def load_mapping(path, label=None, keys=None) -> dict:
     if not isinstance(doc, dict):
         raise ConfigError(f"{label}: expected a mapping of keys")
     if keys is not None:
-        unknown = sorted(str(k) for k in set(doc) - set(keys))
-        if unknown:
-            raise ConfigError(f"{label}: unknown key(s) {', '.join(unknown)} (known: {', '.join(keys)})")
+        refuse_unknown(doc, keys, label)
     return doc
+
+
+def refuse_unknown(doc: dict, keys, label, why=None) -> None:
+    """A key of ``doc`` not in ``keys`` is a ConfigError naming ``label`` (a misspelled key would
+    otherwise be ignored and its default used); ``why`` replaces the list of known keys."""
+    unknown = sorted(str(k) for k in doc if k not in keys)
+    if unknown:
+        raise ConfigError(f"{label}: unknown key(s) {', '.join(unknown)}"
+                          + (why if why is not None else f" (known: {', '.join(keys)})"))

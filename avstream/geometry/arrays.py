@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from ..errors import ConfigError
+from ..yamlio import refuse_unknown
 
 SPEED_OF_SOUND = 343.0
 
@@ -395,10 +396,8 @@ def array_from_yaml(path: Path) -> MicArray:
         raise ConfigError(f"{path}: malformed YAML: {exc}") from None
     kind = doc.get("kind", "mics") if isinstance(doc, dict) else "mics"
     if kind == "ambisonic":
-        unknown = set(doc) - {"kind", "order", "channel_order", "normalisation", "n_channels", "mic_channels",
-                              "sample_rate", "note"}
-        if unknown:
-            raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} for kind: ambisonic")
+        refuse_unknown(doc, ("kind", "order", "channel_order", "normalisation", "n_channels", "mic_channels",
+                             "sample_rate", "note"), path, " for kind: ambisonic")
         try:
             return _ambisonic(str(path), doc.get("order", 1), doc.get("channel_order", "acn"),
                               doc.get("normalisation", "sn3d"), doc.get("n_channels"), doc.get("mic_channels"),
@@ -406,10 +405,8 @@ def array_from_yaml(path: Path) -> MicArray:
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
     if kind == "a_format":
-        unknown = set(doc) - {"kind", "capsules", "radius", "pattern", "n_channels", "mic_channels", "sample_rate",
-                              "note"}
-        if unknown:
-            raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} for kind: a_format")
+        refuse_unknown(doc, ("kind", "capsules", "radius", "pattern", "n_channels", "mic_channels", "sample_rate",
+                             "note"), path, " for kind: a_format")
         try:
             return _a_format(str(path), doc.get("capsules", TETRAHEDRON), doc.get("radius"), doc.get("pattern", 0.5),
                              doc.get("n_channels"), doc.get("mic_channels"), doc.get("sample_rate"), doc.get("note", ""))
@@ -419,10 +416,7 @@ def array_from_yaml(path: Path) -> MicArray:
         raise ConfigError(f"{path}: unknown kind {kind!r} (known: mics, ambisonic, a_format)")
     if not isinstance(doc, dict) or "mic_positions" not in doc:
         raise ConfigError(f"{path}: missing key 'mic_positions' (a list of [x, y, z] rows in metres)")
-    known = ("kind", "mic_positions", "mic_channels", "n_channels", "sample_rate", "facing", "note")
-    unknown = sorted(str(k) for k in doc if k not in known)
-    if unknown:  # a misspelled key would otherwise be ignored and its default used
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    refuse_unknown(doc, ("kind", "mic_positions", "mic_channels", "n_channels", "sample_rate", "facing", "note"), path)
     rows = doc["mic_positions"]
     if not isinstance(rows, list) or not all(
         isinstance(r, list) and len(r) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r)

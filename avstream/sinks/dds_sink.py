@@ -130,8 +130,9 @@ class DdsSink(RosTransport):
     def write(self, heatmap):
         for m in self.update_messages(heatmap):
             self._send(m)
-        for topic in self.ended_track_topics():  # dropping the last reference deletes the DDS writer
-            self._writers.pop(topic, None)
+
+    def _drop_topic(self, topic):
+        self._writers.pop(topic, None)  # dropping the last reference deletes the DDS writer
 
     def stalled(self, seconds):
         self._send(self.fmt.stalled(seconds, time.time_ns(), self._device))

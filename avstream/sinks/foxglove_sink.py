@@ -61,12 +61,13 @@ class FoxgloveSink(RosTransport):
     def write(self, heatmap):
         for m in self.update_messages(heatmap):
             self._channel(m.topic, m.typename).log(m.cdr, log_time=m.stamp_ns)
-        for topic in self.ended_track_topics():  # unadvertised: the app's topic list stays current
-            ch = self._channels.pop(topic, None)
-            if ch is not None:
-                ch.close()
         if time.monotonic() - self._last_latched >= DIAGNOSTICS_PERIOD_S:
             self._send_latched()
+
+    def _drop_topic(self, topic):
+        ch = self._channels.pop(topic, None)  # unadvertised: the app's topic list stays current
+        if ch is not None:
+            ch.close()
 
     def close(self, summary):
         for ch in self._channels.values():

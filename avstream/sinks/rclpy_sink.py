@@ -68,10 +68,11 @@ class RclpySink(RosTransport):
     def write(self, heatmap):
         for m in self.update_messages(heatmap):
             self._publish(m)
-        for topic in self.ended_track_topics():
-            pub = self._pubs.pop(topic, None)
-            if pub is not None:
-                self.node.destroy_publisher(pub)
+
+    def _drop_topic(self, topic):
+        pub = self._pubs.pop(topic, None)
+        if pub is not None:
+            self.node.destroy_publisher(pub)
 
     def stalled(self, seconds):
         self._publish(self.fmt.stalled(seconds, self.node.get_clock().now().nanoseconds, self._device))

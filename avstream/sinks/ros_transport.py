@@ -48,13 +48,12 @@ class RosTransport(Sink):
             for m in tracks:
                 self._track_topics[m.topic] = now
             msgs += tracks
+            # topics silent for TRACK_TOPIC_IDLE_S: their tracks ended (one that comes back is made again)
+            for topic in [t for t, last in self._track_topics.items() if now - last > TRACK_TOPIC_IDLE_S]:
+                del self._track_topics[topic]
+                self._drop_topic(topic)
         return msgs
 
-    def ended_track_topics(self) -> list:
-        """The per-track topics silent for ``TRACK_TOPIC_IDLE_S`` (their tracks ended): the
-        transport takes each down; one that comes back is made again."""
-        now = time.monotonic()
-        ended = [t for t, last in self._track_topics.items() if now - last > TRACK_TOPIC_IDLE_S]
-        for t in ended:
-            del self._track_topics[t]
-        return ended
+    def _drop_topic(self, topic) -> None:
+        """Take down a per-track topic whose track ended (a writer, publisher or channel); the
+        transports that hold one per topic override this."""

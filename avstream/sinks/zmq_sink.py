@@ -69,8 +69,10 @@ def on_loopback(endpoint: str) -> bool:
     transport, _, rest = endpoint.partition("://")
     if transport != "tcp":
         return transport in ("ipc", "inproc")
+    from ..dashboard import LOOPBACK
+
     host = rest.rpartition(":")[0].strip("[]")
-    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+    return host in LOOPBACK or host.startswith("127.")
 
 
 TOPIC_HEATMAP = b"avstream/heatmap\0"
