@@ -329,6 +329,11 @@ def test_two_namespaces_side_by_side(tmp_path):
               "/left/sources": "geometry_msgs/msg/PoseArray", "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
     mins = {"/left/heatmap/image": 10, "/right/heatmap/image": 10, "/left/doa": 10, "/right/sources": 10,
             "/diagnostics": 4}
+    import socket
+
+    with socket.socket() as probe:  # something else on the machine may hold the default port
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        default_free = probe.connect_ex(("127.0.0.1", 5556)) != 0
     reader, out = _reader(tmp_path, domain, topics, mins)
     runs = [_run(domain, "--duration", 4, "--array", "respeaker_usb_4mic", "--ros-args", "-r", f"__ns:=/{side}",
                  *(["-r", "sources:=doa"] if side == "left" else [])) for side in ("left", "right")]
@@ -344,7 +349,8 @@ def test_two_namespaces_side_by_side(tmp_path):
     assert {"left/avstream: audio", "right/avstream: audio"} <= names, names
     endpoints = {line.split("ZeroMQ stream on ")[1].split()[0] for e in errs for line in e.splitlines()
                  if "ZeroMQ stream on" in line}
-    assert len(endpoints) == 2 and "tcp://127.0.0.1:5556" in endpoints, errs
+    assert len(endpoints) == 2 and ("tcp://127.0.0.1:5556" in endpoints or not default_free), errs
+    assert any("is in use (another avstream?)" in e for e in errs)  # the second moved on, and said so
     assert any("is in use (another avstream?)" in e for e in errs)
 
 
