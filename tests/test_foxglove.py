@@ -117,3 +117,41 @@ def test_layout_names_topics_the_run_publishes():
     for panel in layout["configById"].values():
         for topic in panel.get("topics", {}):
             assert topic in names, topic
+
+
+def _resolve(ts, typename, fields):
+    """The type a Foxglove message path's fields lead to ("a[:]", "b[0]" index sequences)."""
+    from rosbags.typesys.store import Nodetype
+
+    for field in fields:
+        name, _, index = field.partition("[")
+        defs = dict(ts.fielddefs[typename][1])
+        assert name in defs, f"{typename} has no field {name!r}"
+        kind, detail = defs[name]
+        if index:
+            assert kind in (Nodetype.SEQUENCE, Nodetype.ARRAY), f"{typename}.{name} is not a sequence"
+            kind, detail = detail[0]
+        typename = detail if kind == Nodetype.NAME else detail[0]
+    return typename
+
+
+def test_layout_plot_paths_resolve_to_numbers():
+    """Each Plot path names fields the published message type has, down to a number, with the
+    keys the Foxglove Plot panel's PlotPath type requires (value, enabled, timestampMethod):
+    a path with a misspelt field plots nothing in the app, silently."""
+    from avstream.sinks.ros_format import TOPICS, typestore
+
+    layout = json.loads((ROOT / "avstream" / "foxglove_layout.json").read_text())
+    types = {("/avstream/" + rel if not rel.startswith("/") else rel): t for rel, t, _ in TOPICS.values()}
+    ts = typestore()
+    plots = [c for k, c in layout["configById"].items() if k.startswith("Plot!")]
+    assert plots and all(c["paths"] for c in plots)
+    for config in plots:
+        for path in config["paths"]:
+            assert path["enabled"] is True and path["timestampMethod"] in ("receiveTime", "headerStamp"), path
+            topic = next(t for t in sorted(types, key=len, reverse=True) if path["value"].startswith(t + "."))
+            leaf = _resolve(ts, types[topic], path["value"][len(topic) + 1:].split("."))
+            assert leaf in ("float32", "float64", "int32", "uint32", "int64", "uint8"), (path["value"], leaf)
+    # what the 3D panel and the diagnostics panel read
+    assert layout["configById"]["DiagnosticSummary!diag"]["topicToRender"] == "/diagnostics"
+    assert layout["configById"]["3D!sources"]["followTf"] == "mic_array"
