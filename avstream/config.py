@@ -313,7 +313,8 @@ class TrackConfig:
     enabled: bool = True
     gate_deg: float = 20.0  # a peak further than this from a track's prediction is not that track's
     measurement_deg: float = 5.0  # standard deviation of a peak's direction
-    accel_deg_s2: float = 60.0  # process noise: angular acceleration of a source
+    accel_deg_s2: float = 20.0  # process noise: angular acceleration of a source (60 let one stray peak set a
+    # velocity that carried a track off its source; scripts/sources_table.py, 5 rooms a row: recall +0.0-0.1)
     confirm: float = 0.8  # a track is reported (and named) once its probability reaches this
     silence_s: float = 2.5  # a track lives through silences this long, keeping its id
     min_age_s: float = 0.3  # ... and has lived this long (a ghost of the first updates dies unnamed)

@@ -150,7 +150,7 @@ class Tracker:
         See the module docstring.
     """
 
-    def __init__(self, projection=None, radial_weight=1.0, gate_deg=20.0, measurement_deg=5.0, accel_deg_s2=60.0, confirm=0.8,
+    def __init__(self, projection=None, radial_weight=1.0, gate_deg=20.0, measurement_deg=5.0, accel_deg_s2=20.0, confirm=0.8,
                  silence_s=2.5, hit_rate=8.0, miss_loss=2.0, coast_s=0.5, max_speed_deg_s=120.0, min_age_s=0.3):
         self.projection = np.eye(3) if projection is None else np.asarray(projection, float)
         self.radial_weight = float(radial_weight)
