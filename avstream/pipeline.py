@@ -431,6 +431,9 @@ class Pipeline:
         frames = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
         self.localizer.process(frames, np.ones(shape[0], np.float32))
         self.localizer.reset()
+        if self.tracker is not None:
+            self.tracker.warm_up()
+        self.source.warm_up()
         if self.engines is not None:
             self.engines.warm_up()
 

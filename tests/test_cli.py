@@ -267,7 +267,7 @@ def test_first_run_compiles_before_capture(tmp_path):
     assert p.returncode == 0, p.stderr
     summary = jsonl(out.read_text())[-1]["summary"]
     assert summary["dropped_blocks"] == 0 and "overrun" not in summary["input_flags"], summary
-    assert summary["updates"] >= 25
+    assert summary["updates"] >= 25, summary
 
 
 def test_warm_up_leaves_no_trace(scene_wav):

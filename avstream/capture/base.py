@@ -40,6 +40,10 @@ class AudioSource:
     def describe(self) -> str:
         return self.device_name or type(self).__name__
 
+    def warm_up(self) -> None:
+        """Compile what ``read`` runs (before capture starts), changing no state: a source
+        whose first read compiles a kernel would otherwise stall the capture thread."""
+
     def start(self) -> None:
         """Before the first ``read``."""
 

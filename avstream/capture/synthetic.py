@@ -128,6 +128,12 @@ class SyntheticScene(AudioSource):
         x = np.fft.irfft(spec, n)
         return (x * rms / np.sqrt(np.mean(x ** 2))).astype(np.float32)
 
+    def warm_up(self):
+        if self.signals:  # the renderer on silence, into scratch arrays of the same types
+            d = np.full(self._mics.shape[0], self.base_delay)
+            render_delayed(np.zeros(self.hist_len), self.hist_len, d, d, float(self.gains[0]),
+                           np.zeros_like(self._mics), HALF_TAPS, 32)
+
     def read(self):
         n = self.block
         out = self._mics

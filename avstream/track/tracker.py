@@ -236,6 +236,11 @@ class Tracker:
         rates = (math.degrees((-tr.vx * math.sin(a) + tr.vy * math.cos(a)) / cos_el), math.degrees(tr.vz / cos_el))
         return Track(tr.id, az, el, float(tr.power), rates, t - tr.born, float(tr.p), t - tr.last, tr.speech)
 
+    def warm_up(self):
+        """Compile the association kernel (before capture starts)."""
+        u = np.array([[1.0, 0.0, 0.0]])
+        seen_distances(u, u, self.projection, self.radial_weight, np.empty((1, 1)))
+
     def reset(self):
         self.tracks = []
         self._t = None
