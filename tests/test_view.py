@@ -46,6 +46,11 @@ def test_view_shows_the_overlay_live_and_closing_it_loses_nothing(display, tmp_p
         found = display.wait_window("avstream", timeout=60)
         assert found is not None, "no avstream window"
         _, win = found
+        # the window is mapped a moment before the first picture sizes it (98 x 69 seen on a loaded machine)
+        for _ in range(100):
+            if display.geometry(win)[2:] == (640, 480):
+                break
+            time.sleep(0.1)
         assert display.geometry(win)[2:] == (640, 480)  # the picture, with no toolbar around it
         shots = []
         for _ in range(2):
