@@ -22,24 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import numpy as np  # noqa: E402
 
-from avstream.bench import _NoSource, _recall  # noqa: E402
+from avstream.bench import _Keep, _NoSource, _recall  # noqa: E402
 from avstream.config import load_config  # noqa: E402
 from avstream.frames import AudioBlock  # noqa: E402
 from avstream.geometry.arrays import load_array  # noqa: E402
 from avstream.geometry.grids import to_unit  # noqa: E402
 from avstream.pipeline import Pipeline  # noqa: E402
-from avstream.sinks.base import Sink  # noqa: E402
 
 FS = 16000
 HOP = 256
-
-
-class Keep(Sink):
-    def __init__(self):
-        self.maps = []
-
-    def write(self, hm):
-        self.maps.append(hm)
 
 
 def scene(array, kind, count, seed):
@@ -64,7 +55,7 @@ def score(array_name, method, x, truth, overrides=None):
                              "camera.source": "none", "engine.speech": "off", **(overrides or {})})
     full = np.zeros((arr.n_channels, x.shape[1]), np.float32)
     full[list(arr.mic_channels)] = x
-    sink = Keep()
+    sink = _Keep()
     pipe = Pipeline(cfg, [sink], source=_NoSource())
     for i, k in enumerate(range(0, full.shape[1] - HOP + 1, HOP)):
         pipe.process_block(AudioBlock(full[:, k:k + HOP], k, 0.0, i))

@@ -12,8 +12,9 @@ scan costs D x M x M per bin.
   noise. Power scale: (P - 1/M) / (1 - 1/M), 0 for white noise, about 1 at a lone plane wave.
 - MUSIC / NormMUSIC: P(u) = 1 / (1 - |E_s^H a|^2), E_s the signal subspace (the eigenvectors
   of the ``n_sources`` largest eigenvalues, or as many as stand above ``threshold`` times the
-  largest when ``n_sources`` is auto, at most half the microphones), each bin's pseudo-spectrum divided by its maximum before
-  the average (NormMUSIC, as pyroomacoustics): power scale 0..1, 1 where every bin peaks.
+  largest when ``n_sources`` is auto, at most half the microphones), each bin's pseudo-spectrum
+  divided by its maximum before the average (NormMUSIC, as pyroomacoustics): power scale 0..1,
+  1 where every bin peaks.
 - CLEAN-SC (Sijtsma 2007): per bin, the conventional beamformer's dirty map P(u) = a^H R a;
   take its maximum, the coherent part of R that source explains (h = R a / P_max), subtract
   ``gain`` times it from R and its point-spread from the map, put ``gain`` P_max in the clean
