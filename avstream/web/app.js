@@ -15,18 +15,23 @@ function turbo(x) {  // a perceptual blue-green-yellow-red ramp, x in 0..1
   return [r, g, b].map((v) => Math.max(0, Math.min(255, v)));
 }
 
+// the page shares the robot's (or the laptop's) cores with the run: each update costs it little.
+// The ramp is a table, the 60 s plot is redrawn 4 times a second (it moves 8 pixels a second).
+const RAMP = new Uint8ClampedArray(256 * 4);
+for (let k = 0; k < 256; k++) { RAMP.set(turbo(k / 255), 4 * k); RAMP[4 * k + 3] = 255; }
+const PLOT_EVERY_MS = 250;
+let plottedAt = 0;
+
 function drawHeat(buf) {
   const [rows, cols] = header.shape;
   const v = new Float32Array(buf.slice(1, 1 + 4 * rows * cols));  // past the 1-byte kind: copy to align
   const c = $("heat");
   if (c.width !== cols || c.height !== rows) { c.width = cols; c.height = rows; }
-  const ctx = c.getContext("2d"), img = ctx.createImageData(cols, rows);
+  const ctx = c.getContext("2d"), img = ctx.createImageData(cols, rows), px = new Uint32Array(img.data.buffer);
+  const ramp = new Uint32Array(RAMP.buffer);
   let max = 1e-9;
   for (let i = 0; i < v.length; i++) max = Math.max(max, v[i]);
-  for (let i = 0; i < v.length; i++) {
-    const [r, g, b] = turbo(Math.max(0, v[i]) / max);
-    img.data.set([r, g, b, 255], 4 * i);
-  }
+  for (let i = 0; i < v.length; i++) px[i] = ramp[Math.round(255 * Math.max(0, v[i]) / max)];
   ctx.putImageData(img, 0, 0);
 }
 
@@ -55,13 +60,16 @@ function drawMeters() {
 
 function drawPlot() {
   const c = $("plot"), ctx = c.getContext("2d"), now = header.t;
-  history = history.filter((h) => now - h.t <= 60);
+  while (history.length && now - history[0].t > 60) history.shift();
+  const wall = performance.now();
+  if (wall - plottedAt < PLOT_EVERY_MS) return;
+  plottedAt = wall;
   ctx.fillStyle = "#000"; ctx.fillRect(0, 0, c.width, c.height);
   ctx.fillStyle = "#888"; ctx.fillText("azimuth (dots) and elevation (squares), last 60 s", 6, 12);
   for (const h of history) {
     const x = c.width * (1 - (now - h.t) / 60);
     for (const s of h.points) {
-      ctx.fillStyle = `hsl(${(s.id * 67) % 360}, 80%, 60%)`;
+      ctx.fillStyle = s.color;
       ctx.fillRect(x, c.height * (0.5 - s.azimuth_deg / 360), 2, 2);
       ctx.fillRect(x, c.height * (0.5 - s.elevation_deg / 180), 3, 3);
     }
@@ -86,7 +94,8 @@ ws.onmessage = (ev) => {
       window.avstream.stream = msg.stream;
       $("stale").textContent = "";
       const pts = (header.tracks && header.tracks.length ? header.tracks : header.sources.map((s, k) => ({...s, id: k})));
-      history.push({ t: header.t, points: pts });
+      history.push({ t: header.t, points: pts.map((s) => ({ azimuth_deg: s.azimuth_deg, elevation_deg: s.elevation_deg,
+                                                            color: `hsl(${(s.id * 67) % 360}, 80%, 60%)` })) });
       frames++;
       const now = performance.now();
       if (now - lastRateAt >= 1000) { rate = frames * 1000 / (now - lastRateAt); frames = 0; lastRateAt = now; }
