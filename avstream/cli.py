@@ -108,7 +108,7 @@ def _add_run_options(p):
                         "loopback; --set foxglove.host=... to bind wider); needs avstream[dashboard]")
     p.add_argument("--dashboard", nargs="?", type=int, const=8080, metavar="PORT",
                    help="also serve the live web page (avstream dashboard) for this run's ZeroMQ stream "
-                        "(default port 8080, loopback)")
+                        "(default port 8080, loopback), in a process of its own beside the run")
     p.add_argument("--no-ros", action="store_true",
                      help="do not publish ROS 2 topics (default: on DDS, domain ROS_DOMAIN_ID)")
     p.add_argument("--zmq", metavar="ENDPOINT",
@@ -400,8 +400,7 @@ def cmd_run(args) -> int:
         zmq_sinks = [s for s in sinks if isinstance(s, ZmqSink)]
         if not zmq_sinks:
             raise AvstreamError("--dashboard shows the ZeroMQ stream: drop --no-zmq")
-        dash = _dashboard([zmq_sinks[0].endpoint], args.dashboard)
-        print(f"avstream: dashboard on {dash.url}", file=sys.stderr)
+        dash = _DashboardProcess(zmq_sinks[0].endpoint, args.dashboard)
     for f in (s for s in sinks if type(s).__name__ == "FoxgloveSink"):
         print(f"avstream: Foxglove on ws://{f.host}:{f.port} (Foxglove app: Open connection, Foxglove WebSocket; "
               f"layout: {os.path.join(os.path.dirname(__file__), 'foxglove_layout.json')})", file=sys.stderr)
@@ -451,6 +450,52 @@ def cmd_run(args) -> int:
     if pipe.array.planar:
         print("avstream: note: " + pipe.array.describe()["ambiguity"], file=sys.stderr)
     return 0
+
+
+def _end_with_parent():
+    """In a child, before exec: SIGTERM when the parent dies, even killed outright (Linux prctl
+    PR_SET_PDEATHSIG), so no server is left behind a run that was SIGKILLed."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+class _DashboardProcess:
+    """`avstream dashboard` for this run's stream, in a process of its own beside the run: its
+    bridge and every browser tab cost the run no Python time (no shared GIL), and whatever a
+    page or a flood of connections does to it, the run goes on."""
+
+    def __init__(self, endpoint, port):
+        import subprocess
+        import threading
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "avstream", "dashboard", endpoint, "--port", str(port)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, preexec_fn=_end_with_parent if sys.platform == "linux" else None)
+        said = []
+        for line in self.proc.stderr:  # its first line says where it serves, or why it cannot
+            said.append(line.rstrip())
+            if line.startswith("avstream: dashboard on "):
+                break
+        else:
+            self.proc.wait()
+            raise AvstreamError("; ".join(x.removeprefix("avstream: ").removeprefix("error: ") for x in said[-3:])
+                                or f"the dashboard exited with status {self.proc.returncode}")
+        print(said[-1].split(" (Ctrl-C")[0], file=sys.stderr)
+        # what it says later (a stream that is not avstream's) goes on to our stderr
+        threading.Thread(target=lambda: [print(x, end="", file=sys.stderr) for x in self.proc.stderr],
+                         name="dashboard-stderr", daemon=True).start()
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except Exception:  # noqa: BLE001 - a dashboard that does not end on SIGTERM is killed
+            self.proc.kill()
+            self.proc.wait()
 
 
 def _dashboard(endpoints, port, bind="127.0.0.1", token=None):

@@ -115,6 +115,41 @@ def test_dashboard_bad_input(tmp_path):
     assert p.returncode == 2 and "cannot serve" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_run_dashboard_is_a_process_beside_the_run(tmp_path):
+    """run --dashboard starts the page's server as a child process (the bridge and the tabs cost
+    the run no Python time) and ends it with the run; a port in use is the run's clear error."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        p = run_cli("run", "--duration", "1", "--dashboard", s.getsockname()[1], "--no-ros", "--no-status", timeout=120)
+    assert p.returncode == 2 and "cannot serve" in p.stderr and "Traceback" not in p.stderr, p.stderr
+    port, zport = _free_port(), _free_port()
+    run = subprocess.Popen([sys.executable, "-m", "avstream", "run", "--duration", "6", "--zmq", f"tcp://127.0.0.1:{zport}",
+                            "--dashboard", str(port), "--no-ros", "--no-status", "--no-overlay"], cwd=str(ROOT),
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: _connects(port), 60, "the page")
+        kids = [int(d) for d in os.listdir("/proc") if d.isdigit() and _parent(int(d)) == run.pid]
+        kids = [k for k in kids if b"dashboard" in open(f"/proc/{k}/cmdline", "rb").read()]
+        assert len(kids) == 1, kids
+        assert run.wait(120) == 0, run.stderr.read()
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(30)
+    assert "dashboard on http://127.0.0.1:%d/" % port in run.stderr.read()
+    assert not _connects(port)  # the dashboard ended with the run
+    assert not os.path.exists(f"/proc/{kids[0]}")  # ended and reaped, not left running
+
+
+def _parent(pid):
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def test_slow_tab_and_foreign_stream():
     """A tab that never reads does not slow the run (no block dropped, every update made) nor
     starve another tab; a stream of messages that are not avstream's is reported as such."""
