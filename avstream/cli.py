@@ -490,10 +490,12 @@ class _DashboardProcess:
                          name="dashboard-stderr", daemon=True).start()
 
     def stop(self):
+        import subprocess
+
         self.proc.terminate()
         try:
             self.proc.wait(10)
-        except Exception:  # noqa: BLE001 - a dashboard that does not end on SIGTERM is killed
+        except subprocess.TimeoutExpired:  # a dashboard that does not end on SIGTERM is killed
             self.proc.kill()
             self.proc.wait()
 
