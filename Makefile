@@ -11,7 +11,7 @@ demo: setup
 	$(VENV)/avstream run $(if $(wildcard engines/demo_av.onnx),--engine engines/demo_av.onnx)
 
 test: setup
-	$(VENV)/python -m pytest -q tests
+	$(VENV)/python -m pytest -q --durations=15 tests
 
 bench: setup
 	$(VENV)/python -m pip install -q pyroomacoustics acoular spaudiopy
