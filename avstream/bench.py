@@ -529,22 +529,26 @@ def main(names, quick=False, peers=True):
 
 # --- dashboard ------------------------------------------------------------------------------
 
+def _stat(pid: int) -> list:
+    """The fields of /proc/PID/stat after the command name (Linux)."""
+    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+
+
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    """User + system CPU time of a process so far."""
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children(pid: int) -> list:
-    """The processes whose parent is ``pid`` (Linux /proc)."""
+    """The processes whose parent is ``pid``."""
     out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(d))
-            except (OSError, ValueError, IndexError):
-                pass
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(_stat(int(d))[1]) == pid:
+                out.append(int(d))
+        except (OSError, ValueError, IndexError):  # a process that ended meanwhile
+            pass
     return out
 
 

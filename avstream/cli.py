@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import threading
 
@@ -469,9 +470,6 @@ class _DashboardProcess:
     page or a flood of connections does to it, the run goes on."""
 
     def __init__(self, endpoint, port):
-        import subprocess
-        import threading
-
         self.proc = subprocess.Popen([sys.executable, "-m", "avstream", "dashboard", endpoint, "--port", str(port)],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True, preexec_fn=_end_with_parent if sys.platform == "linux" else None)
@@ -490,8 +488,6 @@ class _DashboardProcess:
                          name="dashboard-stderr", daemon=True).start()
 
     def stop(self):
-        import subprocess
-
         self.proc.terminate()
         try:
             self.proc.wait(10)
@@ -512,8 +508,6 @@ def _dashboard(endpoints, port, bind="127.0.0.1", token=None):
 
 
 def cmd_dashboard(args) -> int:
-    import threading
-
     dash = _dashboard(args.endpoints, args.port, args.bind, args.token)
     print(f"avstream: dashboard on {dash.url} for {', '.join(args.endpoints)} (Ctrl-C stops)", file=sys.stderr)
     done = threading.Event()

@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 
 from .errors import ConfigError
+from .sinks.zmq_sink import LOOPBACK
 
 log = logging.getLogger(__name__)
 WEB = Path(__file__).parent / "web"
 RATE = 20.0  # updates per second at most, per tab
 STALE_S = 1.0  # a stream silent this long is reported as stale
 FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8")}
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class _Stream:

@@ -64,13 +64,14 @@ log = logging.getLogger(__name__)
 STATUS_KEYS = ("updates", "skipped_updates", "dropped_blocks", "overflows", "latency_s", "device", "device_state", "camera_state",
                "camera")
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # host names of this machine (the dashboard's too)
+
+
 def on_loopback(endpoint: str) -> bool:
     """Whether a ZeroMQ endpoint is reachable from this machine only (ipc, inproc, loopback TCP)."""
     transport, _, rest = endpoint.partition("://")
     if transport != "tcp":
         return transport in ("ipc", "inproc")
-    from ..dashboard import LOOPBACK
-
     host = rest.rpartition(":")[0].strip("[]")
     return host in LOOPBACK or host.startswith("127.")
 
