@@ -202,25 +202,37 @@ def test_a_device_with_too_few_channels_is_refused(pulse, tmp_path):
 
 
 def _feed_forever(fifo, stop, chunk=1600):
-    """Feed a ramp into the pipe source at about real time, through unplugging: while the pipe
-    is gone the samples are lost (as from a microphone without a host), then it feeds again."""
+    """Feed a ramp into the pipe source at real time, by the clock, through unplugging. While
+    the pipe is there nothing is lost: a full pipe (PulseAudio starved of CPU) or a partial
+    write is retried from where it stopped. While the pipe is gone the samples due meanwhile
+    are lost (as from a microphone without a host), then it feeds again from a chunk boundary."""
+    t0 = time.monotonic()
     n = 0
     fd = None
+    pending = b""
     while not stop.is_set():
-        ramp = (np.arange(n, n + chunk) % 1000 + 1000).astype(np.int16)
-        data = np.repeat(ramp[:, None], N_CH, axis=1).tobytes()
-        n += chunk
-        try:
-            if fd is None:
-                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            os.write(fd, data)
-        except BlockingIOError:
-            pass
-        except OSError:  # the pipe is gone (unloaded) or has no reader yet
-            if fd is not None:
-                os.close(fd)
-                fd = None
-        time.sleep(chunk / RATE * 0.95)
+        due = int((time.monotonic() - t0) * RATE)
+        if due - n > RATE:  # a second behind (the source is not drained when nobody records):
+            t0 += (due - n) / RATE  # the ramp goes on where it was, without a burst to catch up
+            due = n
+        if not pending and n < due:
+            ramp = (np.arange(n, n + chunk) % 1000 + 1000).astype(np.int16)
+            pending = memoryview(np.repeat(ramp[:, None], N_CH, axis=1).tobytes())
+            n += chunk
+        if pending:
+            try:
+                if fd is None:
+                    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                pending = pending[os.write(fd, pending):]
+            except BlockingIOError:
+                pass  # the pipe is full: the rest goes when it drains
+            except OSError:  # the pipe is gone (unloaded) or has no reader yet: this chunk is lost
+                pending = b""
+                if fd is not None:
+                    os.close(fd)
+                    fd = None
+        if pending or n >= due:
+            time.sleep(0.01)
     if fd is not None:
         os.close(fd)
 
