@@ -97,6 +97,9 @@ class UpdateWindow:
         asked for; None when no stage asked for samples).
     new_samples : int
         Samples since the previous update ended: the last ``new_samples`` columns are new.
+    stamps : (ndarray, ndarray) or None
+        Stream times at which the blocks behind the window start, and their capture stamps:
+        what ``stamp_at`` reads.
     """
 
     frames: np.ndarray
@@ -108,6 +111,20 @@ class UpdateWindow:
     samples: np.ndarray | None = None
     new_samples: int = 0
     levels: dict | None = None  # per microphone since the previous update: rms_dbfs, peak_dbfs
+    stamps: tuple | None = None
+
+    def stamp_at(self, t: float) -> float:
+        """Capture time of stream time ``t`` (in the window or after it), from the capture stamps
+        of the blocks it came in. Within a block time runs at the stream's rate, or slower where
+        the next block's stamp is nearer (the clock pulling its mapping back): the stamps of
+        later samples are later. Where the next block's stamp is further (a gap: samples lost
+        while the device was gone) the jump comes between the blocks, where the samples are."""
+        if self.stamps is None or not len(self.stamps[0]):
+            return self.stamp + (t - self.t)
+        ts, ss = self.stamps
+        k = max(0, int(np.searchsorted(ts, t, side="right")) - 1)
+        slope = min(1.0, (ss[k + 1] - ss[k]) / (ts[k + 1] - ts[k])) if k + 1 < len(ts) else 1.0
+        return float(ss[k] + slope * (t - ts[k]))
 
 
 @dataclass
@@ -174,13 +191,11 @@ class Heatmap:
     tracks: list | None = None  # tracked sources (track.Track) when tracking is on
     source_audio: dict | None = None  # track id -> float32 beam samples of this update (separate/)
     source_audio_t: float = 0.0  # stream time of their first sample
+    source_audio_stamp: float = 0.0  # and its capture time
     audio: np.ndarray | None = None  # (n_mics, n) float32: the samples new since the last update
     audio_t: float = 0.0  # stream time of their first sample
+    audio_stamp: float = 0.0  # and its capture time
     levels: dict | None = None  # per microphone since the previous update: rms_dbfs, peak_dbfs (lists)
-
-    def stamp_at(self, t: float) -> float:
-        """Capture time of stream time ``t`` (e.g. ``source_audio_t``), on the source's clock."""
-        return self.stamp + (t - self.t)
 
     def to_dict(self) -> dict:
         out = {"t": round(self.t, 4), "peaks": [p.to_dict() for p in self.peaks]}

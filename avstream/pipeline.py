@@ -340,9 +340,11 @@ class Pipeline:
         return []
 
     def _new_audio(self, win):
-        """(stream time of its first sample, the samples) a window adds to the previous one."""
+        """(stream time of its first sample, its capture time, the samples) a window adds to the
+        previous one."""
         new = min(win.new_samples, win.samples.shape[1])
-        return win.t + (self.frontend.window_samples - new) / self.sample_rate, win.samples[:, -new:].copy()
+        t = win.t + (self.frontend.window_samples - new) / self.sample_rate
+        return t, win.stamp_at(t), win.samples[:, -new:].copy()
 
     def _update(self, win):
         flags = win.flags
@@ -369,8 +371,8 @@ class Pipeline:
         if self.raw_audio and win.samples is not None and win.new_samples > 0:
             parts = self._carry_audio + [self._new_audio(win)]
             self._carry_audio = []
-            hm.audio_t = parts[0][0]
-            hm.audio = parts[0][1] if len(parts) == 1 else np.concatenate([a for _, a in parts], axis=1)
+            hm.audio_t, hm.audio_stamp = parts[0][0], parts[0][1]
+            hm.audio = parts[0][2] if len(parts) == 1 else np.concatenate([a for _, _, a in parts], axis=1)
         if self.engines is not None:
             self.engines.process(hm, win)
         if self.tracker is not None:  # after the engines: a track carries its peak's speech probability

@@ -64,6 +64,7 @@ class StreamingSTFT:
 
 
 CLIP_LEVEL = 0.999  # |sample| at or above this (full scale 1) counts as clipped
+STAMP_SLOTS = 1024  # block stamps kept: a window of 1024 blocks (4 s in blocks of 64 samples at 16 kHz)
 
 
 class AudioFrontEnd:
@@ -112,7 +113,10 @@ class AudioFrontEnd:
         self._update_start = 0
         self._last_end = 0
         self._update_flags: set = set()
-        self._stamp_ref = (0, 0.0)
+        # (stream sample, capture stamp) of each block's start, written twice over so that the
+        # newest STAMP_SLOTS are always one contiguous slice
+        self._stamp_at = np.zeros((2, 2 * STAMP_SLOTS))
+        self._n_stamps = 0
         self._fed = 0  # samples fed to the STFT
         self._replaced = deque()  # (first, last) stream samples that were NaN or Inf
         self.n_samples = 0  # stream samples seen (block.index + its length)
@@ -124,7 +128,7 @@ class AudioFrontEnd:
 
     def reset(self):
         self.stft.reset()
-        self._n_frames = self._fed = self._last_end = self.seq = 0
+        self._n_frames = self._fed = self._last_end = self.seq = self._n_stamps = 0
         self._replaced.clear()
         self._update_flags = set()
 
@@ -161,7 +165,9 @@ class AudioFrontEnd:
         self._update_flags |= flags
         # Stamps count from the samples fed to the STFT, so blocks the ring buffer dropped do
         # not shift the stamps of the updates after them.
-        self._stamp_ref = (self._fed, block.stamp)
+        k = self._n_stamps % STAMP_SLOTS
+        self._stamp_at[:, k] = self._stamp_at[:, k + STAMP_SLOTS] = (self._fed / self.sample_rate, block.stamp)
+        self._n_stamps += 1
         if self.keep:
             self._remember(mics)
         if n:
@@ -213,10 +219,10 @@ class AudioFrontEnd:
         self._n_frames = 0
         idx = self._update_start
         end = idx + self.window_samples
-        ref_index, ref_stamp = self._stamp_ref
-        win = UpdateWindow(self._frames, self._weights, t=idx / self.sample_rate,
-                           stamp=ref_stamp + (idx - ref_index) / self.sample_rate, seq=self.seq,
-                           flags=self._update_flags, new_samples=end - self._last_end)
+        t = idx / self.sample_rate
+        win = UpdateWindow(self._frames, self._weights, t=t, stamp=0.0, seq=self.seq, flags=self._update_flags,
+                           new_samples=end - self._last_end, stamps=self._stamps_since(t))
+        win.stamp = win.stamp_at(t)
         if self.keep:
             win.samples = self._samples(end)
         if self._level_n:
@@ -229,6 +235,13 @@ class AudioFrontEnd:
         self._update_flags = set()
         self.seq += 1
         return win
+
+    def _stamps_since(self, t):
+        """The block stamps from the block holding stream time ``t`` on (copies)."""
+        k, n = self._n_stamps % STAMP_SLOTS, min(self._n_stamps, STAMP_SLOTS)
+        table = self._stamp_at[:, k + STAMP_SLOTS - n:k + STAMP_SLOTS]
+        first = max(0, int(np.searchsorted(table[0], t, side="right")) - 1)
+        return table[0, first:].copy(), table[1, first:].copy()
 
     def warm_up(self, rng):
         """Compile (or load) the kernels on noise, then forget it."""

@@ -61,6 +61,66 @@ def test_clock_tracks_drift_and_ignores_jitter():
     assert c.stamp(16000) - c.stamp(0) == pytest.approx(16000 / c.rate, abs=1e-6)
     assert abs((c.stamp(0) - c.epoch_offset) - t0) < 0.005
 
+def test_clock_stamps_stay_in_order_on_a_loaded_machine():
+    """Arrivals as on a loaded machine: the first second of blocks 200 ms late (the stream
+    starting up), then stalls of up to 300 ms released in bursts. Each block's stamp (taken as
+    capture takes it, after observing the block) follows the one before by about its length,
+    and the newest sample's stamp still comes down to the least-delayed arrivals. Re-fitting the rate about
+    the first sample, or jumping down to a new early arrival, stamped blocks out of order here."""
+    rng = np.random.default_rng(1)
+    c = SampleClock(16000)
+    t0, n, stamps, pos = 500.0, 1024, [], 0
+    late = 0.0
+    for k in range(1, 600):
+        end = pos + n
+        if k < 16:
+            delay = 0.2
+        else:
+            late = rng.uniform(0.05, 0.3) if rng.random() < 0.05 else max(0.0, late - n / 16000)
+            delay = late + rng.uniform(0.0, 0.003)
+        c.observe(end, t0 + end / 16000 + delay)
+        stamps.append(c.stamp(pos))
+        pos = end
+    gaps = np.diff(stamps)
+    assert np.all(gaps > 0.3 * n / 16000), gaps.min()
+    assert abs((c.stamp(pos) - c.epoch_offset) - (t0 + pos / 16000)) < 0.01  # now, the newest sample
+
+
+def test_update_stamps_stay_in_order_through_a_startup_backlog():
+    """What the device test saw under two CPU hogs: the stream starts with 0.7 s of backlog
+    arriving at once, then stalls now and then. Each update's stamp, and that of the first sample
+    it adds (the raw /audio message's stamp, taken when the update is made, so that updates
+    skipped under load and sent with the next one keep theirs), follow the previous update's:
+    a recording's log-time order is the samples' order. (Stamping carried samples later, from
+    the next update's stamp at the nominal rate, put one /audio message 0.24 s early there.)"""
+    from avstream.frames import AudioBlock
+    from avstream.geometry.arrays import load_array
+    from avstream.spectral import AudioFrontEnd
+
+    rate, n = 16000, 256
+    fe = AudioFrontEnd(load_array("minidsp_uma16"), rate, 512, 256, "hann", 4, n)
+    c = SampleClock(rate)
+    rng = np.random.default_rng(2)
+    wins, pos, late = [], 0, 0.0
+    for k in range(800):
+        end = pos + n
+        if k < 44:  # 0.7 s of backlog, all there at the first callback
+            arrival = 10.0
+        else:
+            late = rng.uniform(0.05, 0.3) if rng.random() < 0.03 else max(0.0, late - n / rate)
+            arrival = 10.0 + (end - 44 * n) / rate + late + rng.uniform(0.0, 0.002)
+        c.observe(end, arrival)
+        block = AudioBlock(rng.standard_normal((16, n)).astype(np.float32), pos, c.stamp(pos), k)
+        for w in fe.process(block):
+            new_t = w.t + (fe.window_samples - w.new_samples) / rate
+            wins.append((w.stamp, w.stamp_at(new_t)))
+        pos = end
+    stamps, new_stamps = np.array(wins).T
+    assert len(wins) > 150
+    assert np.all(np.diff(stamps) > 0) and np.all(np.diff(new_stamps) > 0)
+    assert np.all(new_stamps[1:] > stamps[1:])  # new samples come after the window's first
+
+
 def test_ring_ramp_reads_back_sample_for_sample():
     """A ramp through the ring in blocks of changing size comes out exactly, every channel, with
     each block's first-sample index matching its content: one lost or repeated sample fails."""

@@ -19,7 +19,8 @@ from ..geometry.grids import to_unit
 
 class SourceAudio:
     """Sets ``hm.source_audio`` = {track id: float32 samples of this update} and
-    ``hm.source_audio_t`` (stream time of their first sample) for each update.
+    ``hm.source_audio_t`` and ``hm.source_audio_stamp`` (stream time and capture time of their
+    first sample) for each update.
 
     Parameters
     ----------
@@ -43,6 +44,7 @@ class SourceAudio:
             return
         new = min(win.new_samples, win.samples.shape[1])
         hm.source_audio_t = win.t + (self.window_samples - new) / self.sample_rate
+        hm.source_audio_stamp = win.stamp_at(hm.source_audio_t)
         units = to_unit([t.azimuth_deg for t in hm.tracks], [t.elevation_deg for t in hm.tracks])
         beams = beams_of_new(win.samples, new, self.array, units, self.sample_rate, self.c)
         hm.source_audio = {t.id: beams[k] for k, t in enumerate(hm.tracks)}

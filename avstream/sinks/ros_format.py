@@ -477,7 +477,7 @@ class RosFormatter:
             if self.camera.model != "equirectangular":
                 out.append(self._msg("overlay_info", self.camera_info(cam_header), fns))
         if self.audio_channels and heatmap.audio is not None and heatmap.audio.shape[1]:
-            ans = int(round(heatmap.stamp_at(heatmap.audio_t) * 1e9))
+            ans = int(round(heatmap.audio_stamp * 1e9))
             out.append(self._msg("audio", self.audio_message(heatmap.audio, self._header(ans)), ans))
         return out
 
@@ -545,7 +545,7 @@ class RosFormatter:
         audio = heatmap.source_audio or {}
         if not audio:
             return []
-        ns = int(round(heatmap.stamp_at(heatmap.source_audio_t) * 1e9))
+        ns = int(round(heatmap.source_audio_stamp * 1e9))
         header = self._header(ns)
         out = []
         base = self.names.resolve(SOURCE_AUDIO)

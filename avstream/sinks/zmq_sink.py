@@ -219,7 +219,7 @@ class ZmqSink(Sink):
     def _send_audio(self, heatmap):
         import zmq
 
-        stamp = heatmap.stamp_at(heatmap.source_audio_t)
+        stamp = heatmap.source_audio_stamp
         where = {tr.id: tr for tr in heatmap.tracks or []}
         for tid, x in heatmap.source_audio.items():
             tr = where.get(tid)
