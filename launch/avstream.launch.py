@@ -16,7 +16,7 @@ from launch_ros.substitutions import FindPackageShare
 ARGUMENTS = [
     ("array", "array", "minidsp_uma16",
      "Microphone array: a preset (respeaker_usb_4mic, respeaker_4mic_hat, respeaker_6mic, minidsp_uma8, "
-     "minidsp_uma16, matrix_voice; ambisonic: zoom_h3vr, ambix_foa, fuma_foa) or the path of an array YAML file",
+     "minidsp_uma16, matrix_voice; ambisonic: zoom_h3vr, ambix_foa, fuma_foa; A-format: sennheiser_ambeo_vr) or the path of an array YAML file",
      str),
     ("source", "source.kind", "synthetic", "Audio source: synthetic (demo scene), file or device", str),
     ("device", "source.device", "", "Input device index or name substring (source:=device); empty = default", str),

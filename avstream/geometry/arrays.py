@@ -350,11 +350,21 @@ _AMBISONIC_PRESETS = {
                      note="any first-order FuMa stream (W, X, Y, Z; W at -3 dB)"),
 }
 
+# raw A-format tetrahedral microphones (their four capsules, before the vendor's A-to-B converter)
+_A_FORMAT_PRESETS = {
+    "sennheiser_ambeo_vr": dict(
+        radius=0.01,
+        note="Sennheiser AMBEO VR Mic, raw A-format: channels 1-4 = capsules front-left-up, "
+             "front-right-down, back-left-down, back-right-up; capsule radius 1 cm as micarraylib "
+             "lists it (arraycoords/array_shapes_raw.py; not a Sennheiser datasheet figure), "
+             "capsules taken as cardioids"),
+}
+
 ALIASES = {"uma16": "minidsp_uma16", "uma8": "minidsp_uma8", "respeaker": "respeaker_usb_4mic"}
 
 
 def preset_names() -> list[str]:
-    return sorted(_PRESETS) + sorted(_AMBISONIC_PRESETS)
+    return sorted(_PRESETS) + sorted(_AMBISONIC_PRESETS) + sorted(_A_FORMAT_PRESETS)
 
 
 def alias_names() -> dict:
@@ -375,6 +385,8 @@ def load_array(spec: str) -> MicArray:
         return _make(key, **_PRESETS[key])
     if key in _AMBISONIC_PRESETS:
         return _ambisonic(key, **_AMBISONIC_PRESETS[key])
+    if key in _A_FORMAT_PRESETS:
+        return _a_format(key, **_A_FORMAT_PRESETS[key])
     path = Path(spec)
     if path.suffix.lower() not in (".yaml", ".yml") and not path.exists():
         raise ConfigError(
