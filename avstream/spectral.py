@@ -115,7 +115,8 @@ class AudioFrontEnd:
         self._update_flags: set = set()
         # (stream sample, capture stamp) of each block's start, written twice over so that the
         # newest STAMP_SLOTS are always one contiguous slice
-        self._stamp_at = np.zeros((2, 2 * STAMP_SLOTS))
+        self._stamp_t = np.zeros(2 * STAMP_SLOTS)  # stream time (s)
+        self._stamp_s = np.zeros(2 * STAMP_SLOTS)  # capture stamp
         self._n_stamps = 0
         self._fed = 0  # samples fed to the STFT
         self._replaced = deque()  # (first, last) stream samples that were NaN or Inf
@@ -166,7 +167,8 @@ class AudioFrontEnd:
         # Stamps count from the samples fed to the STFT, so blocks the ring buffer dropped do
         # not shift the stamps of the updates after them.
         k = self._n_stamps % STAMP_SLOTS
-        self._stamp_at[:, k] = self._stamp_at[:, k + STAMP_SLOTS] = (self._fed / self.sample_rate, block.stamp)
+        self._stamp_t[k] = self._stamp_t[k + STAMP_SLOTS] = self._fed / self.sample_rate
+        self._stamp_s[k] = self._stamp_s[k + STAMP_SLOTS] = block.stamp
         self._n_stamps += 1
         if self.keep:
             self._remember(mics)
@@ -226,7 +228,7 @@ class AudioFrontEnd:
         if self.keep:
             win.samples = self._samples(end)
         if self._level_n:
-            db = lambda v: [round(float(x), 1) for x in 20 * np.log10(np.maximum(v, 1e-10))]  # noqa: E731
+            db = lambda v: np.round(20 * np.log10(np.maximum(v, 1e-10)), 1).tolist()  # noqa: E731
             win.levels = {"rms_dbfs": db(np.sqrt(self._sumsq / self._level_n)), "peak_dbfs": db(self._peak)}
             self._sumsq[:] = 0.0
             self._peak[:] = 0.0
@@ -239,9 +241,9 @@ class AudioFrontEnd:
     def _stamps_since(self, t):
         """The block stamps from the block holding stream time ``t`` on (copies)."""
         k, n = self._n_stamps % STAMP_SLOTS, min(self._n_stamps, STAMP_SLOTS)
-        table = self._stamp_at[:, k + STAMP_SLOTS - n:k + STAMP_SLOTS]
-        first = max(0, int(np.searchsorted(table[0], t, side="right")) - 1)
-        return table[0, first:].copy(), table[1, first:].copy()
+        ts = self._stamp_t[k + STAMP_SLOTS - n:k + STAMP_SLOTS]
+        first = k + STAMP_SLOTS - n + max(0, int(np.searchsorted(ts, t, side="right")) - 1)
+        return self._stamp_t[first:k + STAMP_SLOTS].copy(), self._stamp_s[first:k + STAMP_SLOTS].copy()
 
     def warm_up(self, rng):
         """Compile (or load) the kernels on noise, then forget it."""
