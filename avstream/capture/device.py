@@ -241,7 +241,9 @@ class DeviceSource(AudioSource):
     def _close_stream(self):
         if self._stream is not None:
             try:
-                self._stream.stop_stream()
+                # close, not stop_stream then close: Pa_StopStream waits for the buffers in flight,
+                # which a device that stopped delivering never completes (35 s in the tests, where
+                # a PulseAudio pipe source ran dry); closing an active stream aborts it at once
                 self._stream.close()
             except (IOError, OSError):
                 pass
