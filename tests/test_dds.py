@@ -18,7 +18,7 @@ TOPICS = {"/avstream/heatmap/image": "sensor_msgs/msg/Image", "/avstream/sources
           "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
 
 READER = r"""
-import pickle, sys, time
+import pickle, select, sys, time
 from cyclonedds.domain import DomainParticipant
 from cyclonedds.topic import Topic
 from cyclonedds.sub import DataReader
@@ -38,13 +38,18 @@ print("ready", flush=True)
 got = {t: [] for t in topics}
 mask = SampleState.Any | ViewState.Any | InstanceState.Any
 t0 = time.time()
+stop = False  # "stop" on stdin: the publishers have ended, take what is left and finish
 while time.time() - t0 < float(sys.argv[3]):
     for t, r in readers.items():
         items = ddspy_take(r._ref, mask, 100)
         if isinstance(items, list):
             got[t].extend(bytes(b) for b, info in items if info.valid_data)  # not the writer's goodbye
-    if mins and all(len(got[t]) >= n for t, n in mins.items()):
+    if stop or (mins and all(len(got[t]) >= n for t, n in mins.items())):
         break
+    if select.select([sys.stdin], [], [], 0)[0] and sys.stdin.readline().strip() == "stop":
+        stop = True
+        time.sleep(0.5)  # what was in flight when the last publisher ended
+        continue
     time.sleep(0.02)
 pickle.dump({"got": got}, open(sys.argv[4], "wb"))
 """
@@ -299,7 +304,7 @@ def _reader(tmp_path, domain, topics, mins, seconds=60, env=None):
     out = tmp_path / f"got{len(list(tmp_path.glob('got*')))}.pkl"
     e = dict(os.environ, PYTHONPATH=str(ROOT), ROS_DOMAIN_ID=domain, **(env or {}))
     reader = subprocess.Popen([sys.executable, "-c", READER, domain, repr(topics), str(seconds), str(out), repr(mins)],
-                              env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              env=e, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert reader.stdout.readline().strip() == "ready", reader.stderr.read()
     return reader, out
 
@@ -311,7 +316,9 @@ def _run(domain, *args, env=None):
 
 
 def _received(reader, out):
-    _, err = reader.communicate(timeout=120)
+    """What the reader got; call it once every publisher has ended (it stops the reader then,
+    rather than at its time limit)."""
+    _, err = reader.communicate(input="stop\n", timeout=120)
     assert out.exists(), err[-2000:]
     return pickle.load(open(out, "rb"))["got"]
 
