@@ -12,6 +12,7 @@ import numpy as np
 
 from ..frames import Heatmap, Peak
 from ..kernels.peaks import pick_peaks, refine_peaks
+from ..kernels.spread import spread_votes
 from ..kernels.weighting import onset_weights
 
 LOCALIZERS: dict = {}
@@ -245,9 +246,25 @@ class VoteMemory:
         self._memory_total = 0.0
 
 
+class Spread:
+    """A sparse symmetric (D, D) kernel; ``spread @ votes`` is its product with a vote map,
+    gathered from the directions that have votes (kernels.spread)."""
+
+    def __init__(self, csr):
+        self.indptr = csr.indptr.astype(np.int64)
+        self.indices = csr.indices.astype(np.int64)
+        self.data = csr.data.astype(np.float64)
+        self.shape = csr.shape
+
+    def __matmul__(self, votes):
+        out = np.empty(self.shape[0])
+        spread_votes(self.indptr, self.indices, self.data, np.ascontiguousarray(votes, dtype=np.float64), out)
+        return out
+
+
 def spread_matrix(directions, projection, sigma_deg):
     """Sparse (D, D) Gaussian kernel (1 at distance 0) over the distance between projected
-    directions, cut at 3 sigma."""
+    directions, cut at 3 sigma (a ``Spread``)."""
     import scipy.sparse as sp
     from scipy.spatial import cKDTree
 
@@ -257,4 +274,4 @@ def spread_matrix(directions, projection, sigma_deg):
     i = np.concatenate([pairs[:, 0], pairs[:, 1], np.arange(len(u))])
     j = np.concatenate([pairs[:, 1], pairs[:, 0], np.arange(len(u))])
     w = np.exp(-((u[i] - u[j]) ** 2).sum(axis=1) / (2 * sigma ** 2))
-    return sp.csr_matrix((w, (i, j)), shape=(len(u), len(u)))
+    return Spread(sp.csr_matrix((w, (i, j)), shape=(len(u), len(u))))
