@@ -5,7 +5,7 @@ import numpy as np
 from scipy.signal import get_window
 
 from .frames import FLAG_CLIPPED, FLAG_NONFINITE, FLAG_SILENT, UpdateWindow
-from .kernels.levels import select_and_scan
+from .kernels.levels import accumulate_levels, select_and_scan
 from .kernels.stft import stft_push
 
 WINDOWS = ("hann", "hamming")
@@ -173,8 +173,7 @@ class AudioFrontEnd:
         if self.keep:
             self._remember(mics)
         if n:
-            self._sumsq += np.einsum("ij,ij->i", mics, mics)
-            np.maximum(self._peak, np.abs(mics).max(axis=1), out=self._peak)
+            accumulate_levels(mics, self._sumsq, self._peak)
             self._level_n += n
         self._fed += n
         self.n_samples = block.index + n
@@ -249,6 +248,8 @@ class AudioFrontEnd:
         """Compile (or load) the kernels on noise, then forget it."""
         block = rng.standard_normal((self.array.n_mics, self._mic_buf.shape[1])).astype(np.float32) * 0.01
         select_and_scan(block, np.arange(self.array.n_mics, dtype=np.int64), block.shape[1], self._mic_buf)
+        for part in (block, block[:, :1]):  # a whole block and a view of one (its layout compiles apart)
+            accumulate_levels(part, np.zeros(len(block)), np.zeros(len(block)))
         for _ in self.stft.push(self._mic_buf):
             pass
         self.stft.reset()

@@ -36,3 +36,20 @@ def select_and_scan(block, mic_channels, n, out):
             if a > peak:
                 peak = a
     return n_bad, first_bad, last_bad, peak
+
+
+@njit(cache=True)
+def accumulate_levels(mics, sumsq, peak):
+    """sumsq[m] += the sum of squares of ``mics[m]``; peak[m] = max(peak[m], its largest |sample|)
+    (the input meters, one call per block)."""
+    for m in range(mics.shape[0]):
+        s = 0.0
+        p = peak[m]
+        for t in range(mics.shape[1]):
+            v = float(mics[m, t])
+            s += v * v
+            a = abs(v)
+            if a > p:
+                p = a
+        sumsq[m] += s
+        peak[m] = p
