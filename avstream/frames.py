@@ -123,7 +123,8 @@ class UpdateWindow:
             return self.stamp + (t - self.t)
         ts, ss = self.stamps
         k = max(0, int(np.searchsorted(ts, t, side="right")) - 1)
-        slope = min(1.0, (ss[k + 1] - ss[k]) / (ts[k + 1] - ts[k])) if k + 1 < len(ts) else 1.0
+        span = ts[k + 1] - ts[k] if k + 1 < len(ts) else 0.0
+        slope = min(1.0, (ss[k + 1] - ss[k]) / span) if span > 0 else 1.0
         return float(ss[k] + slope * (t - ts[k]))
 
 
