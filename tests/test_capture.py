@@ -86,6 +86,24 @@ def test_clock_stamps_stay_in_order_on_a_loaded_machine():
     assert abs((c.stamp(pos) - c.epoch_offset) - (t0 + pos / 16000)) < 0.01  # now, the newest sample
 
 
+def test_clock_stamps_stay_in_order_after_a_gap():
+    """A device comes back after a gap that capture estimated 0.5 s too long (the index jumps
+    3 s where 2.5 s passed): the block after the jump must not count as 3 s long when the clock
+    pulls its mapping back, or its stamp lands 0.48 s before the one before it."""
+    c = SampleClock(16000)
+    n, pos, stamps = 256, 0, []
+    for k in range(400):
+        if k == 200:
+            pos += 48000
+        end = pos + n
+        c.observe(end, 100.0 + end / 16000 - 0.5 * (k >= 200))
+        stamps.append(c.stamp(pos))
+        pos = end
+    steps = np.diff(stamps)
+    assert np.all(steps > 0.3 * n / 16000), steps.min()
+    assert steps.max() > 2.4  # the gap itself is in the stamps
+
+
 def test_update_stamps_stay_in_order_through_a_startup_backlog():
     """What the device test saw under two CPU hogs: the stream starts with 0.7 s of backlog
     arriving at once, then stalls now and then. Each update's stamp, and that of the first sample

@@ -54,8 +54,10 @@ class SampleClock:
         # mapping from above; otherwise it creeps forward by 200 ppm of the block, in case it is
         # early (a rate fit pulled off by a burst of late arrivals runs it early by tens of ppm)
         target = min(head + 2e-4 * n / self.rate, arrival_monotonic)
-        # back by at most half the previous block: the stamps of successive blocks stay in order
-        self._ref = (end_index, max(target, head - 0.5 * self._last_n / self.rate))
+        # back by at most half a block (the previous one, or this one if shorter: after a gap the
+        # index jumps, and the block that holds the jump must not count as long): the stamps of
+        # successive blocks stay in order
+        self._ref = (end_index, max(target, head - 0.5 * min(self._last_n, n) / self.rate))
         self._last_n = n
 
     def _fit_rate(self) -> None:
