@@ -53,8 +53,8 @@ def test_view_shows_the_overlay_live_and_closing_it_loses_nothing(display, tmp_p
             time.sleep(0.1)
         assert display.geometry(win)[2:] == (640, 480)  # the picture, with no toolbar around it
         shots = []
-        for _ in range(2):
-            time.sleep(1.0)
+        for _ in range(6):
+            time.sleep(0.5)
             shots.append(display.grab(win))
         x, y, _, _ = display.geometry(win)
         display.move(x + 320, y + 240)  # the pointer on the window: keys go there
@@ -72,14 +72,19 @@ def test_view_shows_the_overlay_live_and_closing_it_loses_nothing(display, tmp_p
     assert "124 updates over 8.0 s" in err and "dropped blocks 0" in err, err
     frames = read_video(video)
     assert len(frames) == 124
-    # each screenshot is one of the overlay frames (MJPEG leaves a grey level or two), and the
-    # two are different frames: the view is live
-    best = []
+    # screenshots over 3 s are overlay frames (MJPEG leaves a grey level or two), and they are
+    # frames far apart: the view is live. (Once in CI both of two screenshots were all dark, the
+    # window not yet painted: a shot may miss, two must match.)
+    best, misses = [], []
     for shot in shots:
         diffs = [np.abs(shot.astype(int) - f).mean() for f in frames]
-        best.append(int(np.argmin(diffs)))
-        assert min(diffs) < 2.5, min(diffs)
-    assert best[1] - best[0] >= 8  # about a second of updates (15.6/s) apart
+        if min(diffs) < 2.5:
+            best.append(int(np.argmin(diffs)))
+        else:
+            misses.append((round(float(min(diffs)), 1), round(float(shot.mean()), 1)))
+    assert len(best) >= 2, misses  # (difference to the nearest frame, the shot's mean level)
+    # shots 0.5 s or more apart: 8 or more updates (15.6/s) between their frames
+    assert best == sorted(best) and best[-1] - best[0] >= 6, best
 
 
 def test_view_without_a_display_is_a_clear_error(display):
