@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import get_window
 
+from .capture.ring import PairHistory
 from .frames import FLAG_CLIPPED, FLAG_NONFINITE, FLAG_SILENT, UpdateWindow
 from .kernels.levels import accumulate_levels, select_and_scan
 from .kernels.stft import stft_push
@@ -113,11 +114,7 @@ class AudioFrontEnd:
         self._update_start = 0
         self._last_end = 0
         self._update_flags: set = set()
-        # (stream sample, capture stamp) of each block's start, written twice over so that the
-        # newest STAMP_SLOTS are always one contiguous slice
-        self._stamp_t = np.zeros(2 * STAMP_SLOTS)  # stream time (s)
-        self._stamp_s = np.zeros(2 * STAMP_SLOTS)  # capture stamp
-        self._n_stamps = 0
+        self._stamps = PairHistory(STAMP_SLOTS)  # (stream time, capture stamp) of each block's start
         self._fed = 0  # samples fed to the STFT
         self._replaced = deque()  # (first, last) stream samples that were NaN or Inf
         self.n_samples = 0  # stream samples seen (block.index + its length)
@@ -129,7 +126,8 @@ class AudioFrontEnd:
 
     def reset(self):
         self.stft.reset()
-        self._n_frames = self._fed = self._last_end = self.seq = self._n_stamps = 0
+        self._n_frames = self._fed = self._last_end = self.seq = 0
+        self._stamps.clear()
         self._replaced.clear()
         self._update_flags = set()
 
@@ -166,10 +164,7 @@ class AudioFrontEnd:
         self._update_flags |= flags
         # Stamps count from the samples fed to the STFT, so blocks the ring buffer dropped do
         # not shift the stamps of the updates after them.
-        k = self._n_stamps % STAMP_SLOTS
-        self._stamp_t[k] = self._stamp_t[k + STAMP_SLOTS] = self._fed / self.sample_rate
-        self._stamp_s[k] = self._stamp_s[k + STAMP_SLOTS] = block.stamp
-        self._n_stamps += 1
+        self._stamps.append(self._fed / self.sample_rate, block.stamp)
         if self.keep:
             self._remember(mics)
         if n:
@@ -239,10 +234,9 @@ class AudioFrontEnd:
 
     def _stamps_since(self, t):
         """The block stamps from the block holding stream time ``t`` on (copies)."""
-        k, n = self._n_stamps % STAMP_SLOTS, min(self._n_stamps, STAMP_SLOTS)
-        ts = self._stamp_t[k + STAMP_SLOTS - n:k + STAMP_SLOTS]
-        first = k + STAMP_SLOTS - n + max(0, int(np.searchsorted(ts, t, side="right")) - 1)
-        return self._stamp_t[first:k + STAMP_SLOTS].copy(), self._stamp_s[first:k + STAMP_SLOTS].copy()
+        ts, ss = self._stamps.newest()
+        first = max(0, int(np.searchsorted(ts, t, side="right")) - 1)
+        return ts[first:].copy(), ss[first:].copy()
 
     def warm_up(self, rng):
         """Compile (or load) the kernels on noise, then forget it."""

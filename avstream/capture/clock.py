@@ -14,9 +14,10 @@ then early, each block's stamp still follows the one before it.
 from __future__ import annotations
 
 import time
-from collections import deque
 
 import numpy as np
+
+from .ring import PairHistory
 
 
 class SampleClock:
@@ -33,7 +34,7 @@ class SampleClock:
     def __init__(self, rate: float, window: int = 512):
         self.nominal = float(rate)
         self.rate = float(rate)
-        self._obs = deque(maxlen=window)
+        self._obs = PairHistory(window)  # (end index, arrival) of the newest blocks
         self._ref = None  # (sample index, monotonic time of its capture)
         self._last_n = 0  # samples in the last block observed
         # monotonic -> epoch offset, measured once; monotonic time does not jump with NTP
@@ -42,13 +43,13 @@ class SampleClock:
     def observe(self, end_index: int, arrival_monotonic: float) -> None:
         """A block ending at sample ``end_index`` (exclusive) arrived at this monotonic time."""
         if self._ref is None:
-            self._obs.append((end_index, arrival_monotonic))
+            self._obs.append(end_index, arrival_monotonic)
             self._ref = (end_index, arrival_monotonic)
             return
         head = self._map(end_index)  # the newest sample on the mapping so far
-        n = end_index - self._obs[-1][0]
-        self._obs.append((end_index, arrival_monotonic))
-        if len(self._obs) >= 16:
+        n = end_index - self._ref[0]
+        self._obs.append(end_index, arrival_monotonic)
+        if self._obs.n >= 16:
             self._fit_rate()
         # a block arrives after its last sample was captured: the earliest arrivals bound the
         # mapping from above; otherwise it creeps forward by 200 ppm of the block, in case it is
@@ -64,8 +65,7 @@ class SampleClock:
         """The rate through the least-delayed arrival of the oldest quarter of the window and that
         of the newest: arrivals are only ever late, so these lie on the device's clock, while a
         least-squares fit through all of them leans with every burst of late ones."""
-        idx = np.fromiter((o[0] for o in self._obs), np.float64, len(self._obs))
-        t = np.fromiter((o[1] for o in self._obs), np.float64, len(self._obs))
+        idx, t = self._obs.newest()
         late = t - idx / self.nominal
         q = len(idx) // 4
         a, b = int(np.argmin(late[:q])), len(idx) - q + int(np.argmin(late[-q:]))

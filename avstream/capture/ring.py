@@ -74,3 +74,28 @@ class RingBuffer:
                 block.flags.add(FLAG_OVERRUN)
                 self._reported = self.dropped
             return block
+
+
+class PairHistory:
+    """The newest ``size`` pairs of floats (a sample index or stream time and a time), each
+    written twice so that they are always one contiguous slice: the sample clock's arrivals and
+    the front end's block stamps, read as arrays without copying a deque."""
+
+    def __init__(self, size: int):
+        self.size = int(size)
+        self._pairs = np.zeros((2, 2 * self.size))
+        self.n = 0  # pairs ever appended
+
+    def append(self, a: float, b: float) -> None:
+        k = self.n % self.size
+        self._pairs[0, k] = self._pairs[0, k + self.size] = a
+        self._pairs[1, k] = self._pairs[1, k + self.size] = b
+        self.n += 1
+
+    def newest(self) -> np.ndarray:
+        """(2, m) view of the pairs kept, oldest first; valid until the next append."""
+        k, m = self.n % self.size, min(self.n, self.size)
+        return self._pairs[:, k + self.size - m:k + self.size]
+
+    def clear(self) -> None:
+        self.n = 0
