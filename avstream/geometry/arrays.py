@@ -350,14 +350,28 @@ _AMBISONIC_PRESETS = {
                      note="any first-order FuMa stream (W, X, Y, Z; W at -3 dB)"),
 }
 
-# raw A-format tetrahedral microphones (their four capsules, before the vendor's A-to-B converter)
+# raw A-format tetrahedral microphones (their four capsules, before the vendor's A-to-B
+# converter). Capsule order and radii are those of the Spatial_Audio_Framework's array2sh presets
+# (Leo McCormack, ISC licence: saf_utility_sensorarray_presets.c and array2sh's preset table):
+# front-left-up, front-right-down, back-left-down, back-right-up; capsules taken as cardioids.
+_SAF = "(capsule order and radius from the Spatial_Audio_Framework's array2sh presets, not a vendor datasheet)"
 _A_FORMAT_PRESETS = {
     "sennheiser_ambeo_vr": dict(
-        radius=0.01,
-        note="Sennheiser AMBEO VR Mic, raw A-format: channels 1-4 = capsules front-left-up, "
-             "front-right-down, back-left-down, back-right-up; capsule radius 1 cm as micarraylib "
-             "lists it (arraycoords/array_shapes_raw.py; not a Sennheiser datasheet figure), "
-             "capsules taken as cardioids"),
+        radius=0.014,
+        note="Sennheiser AMBEO VR Mic, raw A-format: channels 1-4 = capsules front-left-up, front-right-down, "
+             "back-left-down, back-right-up at 1.4 cm " + _SAF),
+    "core_sound_tetramic": dict(
+        radius=0.02,
+        note="Core Sound TetraMic, raw A-format: channels 1-4 = capsules front-left-up, front-right-down, "
+             "back-left-down, back-right-up at 2 cm " + _SAF),
+    "zoom_h3vr_a_format": dict(
+        radius=0.012, sample_rate=48000,
+        note="Zoom H3-VR recording in its A-format mode: channels 1-4 = capsules front-left-up, front-right-down, "
+             "back-left-down, back-right-up at 1.2 cm " + _SAF),
+    "soundfield_sps200": dict(
+        radius=0.02,
+        note="SoundField SPS200, raw A-format: channels 1-4 = capsules front-left-up, front-right-down, "
+             "back-left-down, back-right-up at 2 cm " + _SAF),
 }
 
 ALIASES = {"uma16": "minidsp_uma16", "uma8": "minidsp_uma8", "respeaker": "respeaker_usb_4mic"}
