@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers import RESPEAKER_REAL_YAML, Collect, az_error, locate_file, match_errors
 from simulate import REAL, real_speech, room_scene, write_wav
@@ -183,6 +185,34 @@ def test_a_silent_track_stays_near_where_it_went_quiet():
 
     assert run() <= 35.0
     assert run(coast_s=0.0, max_speed_deg_s=0.0) >= 90.0  # the old behaviour: it runs on
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(0, 2**31 - 1), st.booleans())
+def test_track_assignment_is_scipys(n, m, seed, gated):
+    """The tracker's own Hungarian (inside its kernel) reaches the least total cost scipy's
+    linear_sum_assignment reaches, on any shape, with gated (1e6) pairs among them, and leaves
+    out only pairs beyond the gate."""
+    from scipy.optimize import linear_sum_assignment
+
+    from avstream.kernels.track import associate
+
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal((n, 3))
+    z = rng.standard_normal((m, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    ids = rng.integers(0, 2, n)
+    gate = 0.8 if gated else 3.0
+    rows, cols = np.empty(min(n, m), np.int64), np.empty(min(n, m), np.int64)
+    k = associate(u, ids, n, z, np.eye(3), 1.0, gate, rows, cols)
+    cost = np.linalg.norm(u[:, None] - z[None], axis=2) + 1e-3 * (ids == 0)[:, None]
+    cost = np.where(cost <= gate, cost, 1e6)
+    r, c = linear_sum_assignment(cost)
+    best = cost[r, c] <= gate
+    assert k == best.sum()
+    assert len(set(rows[:k])) == k and len(set(cols[:k])) == k
+    assert np.isclose(cost[rows[:k], cols[:k]].sum(), cost[r[best], c[best]].sum(), atol=1e-9)
 
 
 def test_method_errors_name_the_key(tmp_path):
