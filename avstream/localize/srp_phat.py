@@ -15,8 +15,8 @@ class SrpPhat(Localizer):
 
     Pairs sharing a baseline are summed before the search (24 groups instead of 120 pairs on
     a 4x4 grid). The GCC of each group is evaluated on a lag grid of 32 points per period of
-    the highest band frequency by one matrix product; every direction then looks up its
-    nearest lag in each group.
+    the highest band frequency, over the lags its directions use; every direction then looks
+    up its nearest lag in each group.
     """
 
     def _configure(self):
@@ -34,6 +34,9 @@ class SrpPhat(Localizer):
         # lag index of direction u for group g: center + steer[g] . u
         self.steer = np.ascontiguousarray(-baselines / (self.c * step))
         self.lag_idx = np.ascontiguousarray(np.rint(self.center + self.steer @ self.grid.directions.T).astype(np.int16))
+        # the lags each group's directions look up (a group's GCC is computed over these alone)
+        self.lag_lo = self.lag_idx.min(axis=1).astype(np.int64)
+        self.lag_hi = self.lag_idx.max(axis=1).astype(np.int64) + 1
         n_band = self.hi - self.lo
         self.cross = np.zeros((n_groups, 2 * n_band), dtype=np.float32)
         self._white = np.zeros((self.array.n_mics, n_band), dtype=np.complex64)
@@ -48,7 +51,7 @@ class SrpPhat(Localizer):
     def _compute(self, out):
         if self._weight <= 0.0:
             return False
-        gcc(self.cross, self.basis, self.gcc)
+        gcc(self.cross, self.basis, self.lag_lo, self.lag_hi, self.gcc)
         self._scale = 1.0 / (self._weight * len(self.pair_i) * (self.hi - self.lo))
         steered_power(self.gcc, self.lag_idx, self._scale, out)
         self.cross[:] = 0.0
