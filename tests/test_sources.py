@@ -77,6 +77,27 @@ def test_one_source_reports_one_and_silence_none(real_array, tmp_path):
     assert np.mean([bool(h.peaks) for h in sink.maps]) <= 0.05
 
 
+def test_a_flat_map_has_no_peak_and_a_plateau_one():
+    """Peak picking on the sphere: a flat map (digital silence, or a vote map's empty cells) has
+    no local maximum, so no peak at any level; two equal cells side by side on top of a bump are
+    one peak. (Every cell of a flat map used to be a candidate: K peaks of nothing, found in
+    O(cells^2).)"""
+    from avstream.geometry.grids import parse_grid
+    from avstream.kernels.peaks import pick_peaks
+
+    grid = parse_grid("sphere:2562")
+    idx, work = np.zeros(3, np.int64), np.zeros(grid.n_dirs, np.int64)
+    chord2 = (2 * np.sin(np.deg2rad(20.0) / 2)) ** 2
+    flat = np.full(grid.n_dirs, 0.5, np.float32)
+    assert pick_peaks(flat, grid.neighbors, grid.directions, np.eye(3), chord2, idx, work) == 0
+    top = int(np.argmax(grid.directions @ np.array([1.0, 0.0, 0.0])))
+    bump = np.clip(grid.directions @ grid.directions[top], 0, None).astype(np.float32)
+    twin = grid.neighbors[top, 0]
+    bump[twin] = bump[top]
+    n = pick_peaks(bump, grid.neighbors, grid.directions, np.eye(3), chord2, idx, work)
+    assert n == 1 and idx[0] in (top, twin)
+
+
 @pytest.mark.parametrize("method", [m for m in METHODS if "mics" in LOCALIZERS[m].kinds])
 def test_every_method_finds_one_source(method, tmp_path):
     """Each method's map on one grid, with its documented scale: one source in a room is the

@@ -84,23 +84,29 @@ def pick_peaks(values, neighbors, directions, projection, chord2, out_idx, work,
             if e >= 0 and values[e] > v:
                 is_max = False
                 break
-        if is_max:
-            work[n_cand] = d
-            n_cand += 1
-    # K rounds of "strongest remaining candidate"; an excluded or taken one is marked -1
+        if not is_max:
+            continue
+        for j in range(k):  # a flat stretch (digital silence) is no peak
+            e = neighbors[d, j]
+            if e >= 0 and values[e] < v:
+                work[n_cand] = d
+                n_cand += 1
+                break
+    # strongest first (ties in grid order); one nearer than the exclusion to a taken one is dropped
+    # (insertion sort: a map has tens of candidates, a flat one none)
+    for c in range(1, n_cand):
+        d = work[c]
+        v = values[d]
+        b = c
+        while b > 0 and values[work[b - 1]] < v:
+            work[b] = work[b - 1]
+            b -= 1
+        work[b] = d
     n_out = 0
-    while n_out < out_idx.shape[0]:
-        best = -1
-        best_v = -np.inf
-        for c in range(n_cand):
-            d = work[c]
-            if d >= 0 and values[d] > best_v:
-                best_v = values[d]
-                best = c
-        if best < 0:
+    for c in range(n_cand):
+        if n_out == out_idx.shape[0]:
             break
-        d = work[best]
-        work[best] = -1
+        d = work[c]
         ok = True
         for q in range(n_out):
             e = out_idx[q]

@@ -202,8 +202,8 @@ class Localizer:
             return []
         floor = max(self.min_power, self.min_relative * float(self._peak_out[0, 2]), 1e-12)
         if self.min_contrast > 0:
-            floor = max(floor, self.min_contrast * float(values.mean()))
-        return [Peak(float(a), float(e), float(p)) for a, e, p in self._peak_out[:n] if p >= floor]
+            floor = max(floor, self.min_contrast * float(values.sum()) / len(values))
+        return [Peak(a, e, p) for a, e, p in self._peak_out[:n].tolist() if p >= floor]
 
     def summary_peaks(self, k: int) -> list:
         """The k dominant sources over everything processed so far.
