@@ -122,10 +122,11 @@ class UpdateWindow:
         if self.stamps is None or not len(self.stamps[0]):
             return self.stamp + (t - self.t)
         ts, ss = self.stamps
-        k = max(0, int(np.searchsorted(ts, t, side="right")) - 1)
-        span = ts[k + 1] - ts[k] if k + 1 < len(ts) else 0.0
-        slope = min(1.0, (ss[k + 1] - ss[k]) / span) if span > 0 else 1.0
-        return float(ss[k] + slope * (t - ts[k]))
+        k = max(0, int(ts.searchsorted(t, side="right")) - 1)
+        t0, s0 = float(ts[k]), float(ss[k])
+        span = float(ts[k + 1]) - t0 if k + 1 < len(ts) else 0.0
+        slope = min(1.0, (float(ss[k + 1]) - s0) / span) if span > 0 else 1.0
+        return s0 + slope * (t - t0)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from scipy.signal import get_window
 
 from .capture.ring import PairHistory
 from .frames import FLAG_CLIPPED, FLAG_NONFINITE, FLAG_SILENT, UpdateWindow
-from .kernels.levels import accumulate_levels, select_and_scan
+from .kernels.levels import accumulate_levels, read_meters, select_and_scan
 from .kernels.stft import stft_push
 
 WINDOWS = ("hann", "hamming")
@@ -120,6 +120,7 @@ class AudioFrontEnd:
         self.n_samples = 0  # stream samples seen (block.index + its length)
         self._sumsq = np.zeros(array.n_mics)  # per microphone since the last window: the input meters
         self._peak = np.zeros(array.n_mics)
+        self._meters = np.zeros((2, array.n_mics))
         self._level_n = 0
         self.seq = 0
         self.flag_counts = Counter()
@@ -222,10 +223,8 @@ class AudioFrontEnd:
         if self.keep:
             win.samples = self._samples(end)
         if self._level_n:
-            db = lambda v: np.round(20 * np.log10(np.maximum(v, 1e-10)), 1).tolist()  # noqa: E731
-            win.levels = {"rms_dbfs": db(np.sqrt(self._sumsq / self._level_n)), "peak_dbfs": db(self._peak)}
-            self._sumsq[:] = 0.0
-            self._peak[:] = 0.0
+            read_meters(self._sumsq, self._peak, self._level_n, self._meters)
+            win.levels = {"rms_dbfs": self._meters[0].tolist(), "peak_dbfs": self._meters[1].tolist()}
             self._level_n = 0
         self._last_end = end
         self._update_flags = set()
@@ -235,7 +234,7 @@ class AudioFrontEnd:
     def _stamps_since(self, t):
         """The block stamps from the block holding stream time ``t`` on (copies)."""
         ts, ss = self._stamps.newest()
-        first = max(0, int(np.searchsorted(ts, t, side="right")) - 1)
+        first = max(0, int(ts.searchsorted(t, side="right")) - 1)
         return ts[first:].copy(), ss[first:].copy()
 
     def warm_up(self, rng):

@@ -53,3 +53,14 @@ def accumulate_levels(mics, sumsq, peak):
                 p = a
         sumsq[m] += s
         peak[m] = p
+
+
+@njit(cache=True)
+def read_meters(sumsq, peak, n, out):
+    """out[0] = RMS and out[1] = peak of each microphone over the ``n`` samples the meters hold,
+    in dB full scale to 0.1 dB (-200 for silence); then zero the meters."""
+    for m in range(sumsq.shape[0]):
+        out[0, m] = round(20.0 * np.log10(max(np.sqrt(sumsq[m] / n), 1e-10)), 1)
+        out[1, m] = round(20.0 * np.log10(max(peak[m], 1e-10)), 1)
+        sumsq[m] = 0.0
+        peak[m] = 0.0
