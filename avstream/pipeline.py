@@ -299,7 +299,8 @@ class Pipeline:
         if self.failed_outputs():
             out["failed_outputs"] = self.failed_outputs()
         if self.tracker is not None:
-            out["tracks"] = list(self.track_log.values())  # the latest TRACK_LOG_MAX
+            out["tracks"] = [{k: round(v, 3 if k.endswith("_s") else 2) if isinstance(v, float) else v
+                              for k, v in seen.items()} for seen in self.track_log.values()]  # the latest TRACK_LOG_MAX
         if self.video is not None:
             out["video"] = self.video.counters()
         if self.engines is not None:
@@ -382,12 +383,11 @@ class Pipeline:
             for tr in hm.tracks:
                 seen = self.track_log.get(tr.id)
                 if seen is None:
-                    seen = self.track_log[tr.id] = {"id": tr.id, "first_s": round(hm.t, 3)}
+                    seen = self.track_log[tr.id] = {"id": tr.id, "first_s": hm.t}
                     if len(self.track_log) > TRACK_LOG_MAX:  # a days-long run: the oldest go
                         del self.track_log[next(iter(self.track_log))]
                 if tr.silent_s == 0.0:
-                    seen.update(last_s=round(hm.t, 3), azimuth_deg=round(tr.azimuth_deg, 2),
-                                elevation_deg=round(tr.elevation_deg, 2))
+                    seen.update(last_s=hm.t, azimuth_deg=tr.azimuth_deg, elevation_deg=tr.elevation_deg)  # rounded in summary()
         if self.fusion is not None:
             self.fusion.process(hm, self._overlay_text(hm) if self.fusion.draw else "")
         self.last_peaks = hm.peaks

@@ -84,17 +84,26 @@ def steered_power(gcc_lags, lag_idx, scale, out):
     lag_idx : ndarray (G, D) int16
         Nearest lag index of each direction for each group. Groups outermost, so one GCC row
         stays in L1 cache while the directions stream past; int16 halves the table's traffic
-        (measured: 35 us against 77 us for interpolated float lookups, 2562 x 24).
+        (measured: 35 us against 77 us for interpolated float lookups, 2562 x 24; four groups
+        at a time, 45 us against 56 on the AVX2-only machine of 2026-12-07).
     scale : float
         Normalisation so that a perfectly coherent source maps to 1.
     out : ndarray (D,) float32
     """
     n_groups, n_dirs = lag_idx.shape
     out[:] = 0.0
-    for g in range(n_groups):
+    g = 0
+    while g + 4 <= n_groups:  # four groups per pass over the directions: a quarter of out's loads and stores
+        r0, r1, r2, r3 = gcc_lags[g], gcc_lags[g + 1], gcc_lags[g + 2], gcc_lags[g + 3]
+        i0, i1, i2, i3 = lag_idx[g], lag_idx[g + 1], lag_idx[g + 2], lag_idx[g + 3]
+        for d in range(n_dirs):
+            out[d] += (r0[i0[d]] + r1[i1[d]]) + (r2[i2[d]] + r3[i3[d]])
+        g += 4
+    while g < n_groups:
         row = gcc_lags[g]
         idx = lag_idx[g]
         for d in range(n_dirs):
             out[d] += row[idx[d]]
+        g += 1
     for d in range(n_dirs):
         out[d] *= scale
