@@ -27,11 +27,13 @@ def accumulate_cross_spectra(spec, lo, hi, pair_i, pair_j, pair_group, out, weig
         Accumulator: real parts in columns [0, F), imaginary parts in [F, 2 F).
     weights : ndarray (n_frames,) float32
         Weight of each frame (0 skips a frame, e.g. one that held NaN).
-    white : ndarray (M, F) complex64
-        Work buffer for the whitened spectra.
+    white : ndarray (2, M, F) float32
+        Work buffer for the whitened spectra, real and imaginary parts apart (so the pair loop
+        runs on plain float vectors: 17 us against 24 us with complex64 on UMA-16).
     """
     n_frames, n_mics, _ = spec.shape
     n_band = hi - lo
+    wr, wi = white[0], white[1]
     for k in range(n_frames):
         w = weights[k]
         if w == 0.0:
@@ -39,16 +41,20 @@ def accumulate_cross_spectra(spec, lo, hi, pair_i, pair_j, pair_group, out, weig
         for m in range(n_mics):
             for f in range(n_band):
                 x = spec[k, m, lo + f]
-                a = np.abs(x)
-                white[m, f] = x / a if a > 1e-20 else 0.0
+                re, im = x.real, x.imag
+                a = np.sqrt(re * re + im * im)
+                if a > 1e-20:
+                    wr[m, f] = re / a
+                    wi[m, f] = im / a
+                else:
+                    wr[m, f] = 0.0
+                    wi[m, f] = 0.0
         for p in range(pair_i.shape[0]):
-            g = pair_group[p]
-            i = pair_i[p]
-            j = pair_j[p]
+            ri, ii, rj, ij = wr[pair_i[p]], wi[pair_i[p]], wr[pair_j[p]], wi[pair_j[p]]
+            o = out[pair_group[p]]
             for f in range(n_band):
-                c = white[i, f] * np.conj(white[j, f])
-                out[g, f] += w * c.real
-                out[g, n_band + f] += w * c.imag
+                o[f] += w * (ri[f] * rj[f] + ii[f] * ij[f])
+                o[n_band + f] += w * (ii[f] * rj[f] - ri[f] * ij[f])
 
 
 def lag_basis(freqs_hz, lags_s):
@@ -61,14 +67,30 @@ def lag_basis(freqs_hz, lags_s):
 def gcc(cross, basis, lag_lo, lag_hi, out):
     """GCC of each group on its own span of the lag grid: out[g, l] = cross[g] . basis[l] for
     lag_lo[g] <= l < lag_hi[g] (a short baseline needs few lags: on UMA-16 the spans hold 65%
-    of the full grid; measured 57 us against 89 us for the full BLAS product)."""
+    of the full grid). Four lags at a time share each load of the cross-spectrum: 30 us on
+    UMA-16 against 89 us for the full BLAS product (AVX2-only machine, 2026-12-07)."""
     n_band2 = cross.shape[1]
     for g in range(cross.shape[0]):
-        for l in range(lag_lo[g], lag_hi[g]):
-            acc = np.float32(0.0)
+        c = cross[g]
+        l = lag_lo[g]
+        while l + 4 <= lag_hi[g]:
+            b0, b1, b2, b3 = basis[l], basis[l + 1], basis[l + 2], basis[l + 3]
+            a0 = a1 = a2 = a3 = np.float32(0.0)
             for f in range(n_band2):
-                acc += cross[g, f] * basis[l, f]
-            out[g, l] = acc
+                x = c[f]
+                a0 += x * b0[f]
+                a1 += x * b1[f]
+                a2 += x * b2[f]
+                a3 += x * b3[f]
+            out[g, l], out[g, l + 1], out[g, l + 2], out[g, l + 3] = a0, a1, a2, a3
+            l += 4
+        while l < lag_hi[g]:
+            b0 = basis[l]
+            a0 = np.float32(0.0)
+            for f in range(n_band2):
+                a0 += c[f] * b0[f]
+            out[g, l] = a0
+            l += 1
 
 
 @njit(cache=True, fastmath=True)

@@ -39,7 +39,7 @@ class SrpPhat(Localizer):
         self.lag_hi = self.lag_idx.max(axis=1).astype(np.int64) + 1
         n_band = self.hi - self.lo
         self.cross = np.zeros((n_groups, 2 * n_band), dtype=np.float32)
-        self._white = np.zeros((self.array.n_mics, n_band), dtype=np.complex64)
+        self._white = np.zeros((2, self.array.n_mics, n_band), dtype=np.float32)
         self.gcc = np.zeros((n_groups, len(lags)), dtype=np.float32)
         self._weight = 0.0
 
