@@ -56,7 +56,8 @@ def stft_push(buf, fill, block, window, hop, out, seg):
         k += 1
     if pos > 0:
         rest = fill - pos
-        if rest > 0:
-            buf[:, :rest] = buf[:, pos:fill].copy()
+        for c in range(n_ch):  # moving left: a forward copy in place is safe
+            for t in range(rest):
+                buf[c, t] = buf[c, pos + t]
         fill = max(rest, 0)
     return fill, k, pos
