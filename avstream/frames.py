@@ -70,6 +70,11 @@ class Peak:
     power: float
     speech: float | None = None  # speech probability of the source's beamformed signal (speech engine)
 
+    def __init__(self, azimuth_deg, elevation_deg, power, speech=None):
+        # fills the frozen instance in one call: the generated __init__ sets each field through
+        # object.__setattr__, twice the time, and every update makes several peaks and tracks
+        self.__dict__.update(azimuth_deg=azimuth_deg, elevation_deg=elevation_deg, power=power, speech=speech)
+
     def to_dict(self) -> dict:
         out = {"azimuth_deg": round(self.azimuth_deg, 2), "elevation_deg": round(self.elevation_deg, 2),
                "power": round(self.power, 4)}

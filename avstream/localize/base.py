@@ -12,7 +12,7 @@ import numpy as np
 
 from ..frames import Heatmap, Peak
 from ..kernels.peaks import pick_peaks, refine_peaks
-from ..kernels.spread import spread_votes
+from ..kernels.spread import add_weighted, spread_votes
 from ..kernels.weighting import onset_weights
 
 LOCALIZERS: dict = {}
@@ -169,9 +169,7 @@ class Localizer:
         if self._compute(self.values):
             if self._blind is not None:
                 self.values[self._blind] = 0.0
-            weight = float(weights.sum())
-            self.integrated += weight * self.values
-            self.integrated_weight += weight
+            self.integrated_weight += add_weighted(self.integrated, self.values, weights)
         else:
             self.values[:] = 0.0
         current = self.values

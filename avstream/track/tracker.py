@@ -52,6 +52,12 @@ class Track:
     silent_s: float  # since its last detection (0 when detected this update)
     speech: float | None = None
 
+    def __init__(self, id, azimuth_deg, elevation_deg, power, velocity_deg_s, age_s, probability, silent_s,
+                 speech=None):  # in one call, as Peak's
+        self.__dict__.update(id=id, azimuth_deg=azimuth_deg, elevation_deg=elevation_deg, power=power,
+                             velocity_deg_s=velocity_deg_s, age_s=age_s, probability=probability, silent_s=silent_s,
+                             speech=speech)
+
     def to_dict(self) -> dict:
         out = {"id": self.id, "azimuth_deg": round(self.azimuth_deg, 2), "elevation_deg": round(self.elevation_deg, 2),
                "power": round(self.power, 4),
