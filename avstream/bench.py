@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 from .capture.base import AudioSource  # noqa: E402
 from .config import load_config  # noqa: E402
 from .frames import AudioBlock  # noqa: E402
-from .geometry.arrays import load_array  # noqa: E402
+from .geometry.arrays import harmonics, load_array  # noqa: E402
 from .geometry.grids import angular_distance_deg, parse_grid, to_unit  # noqa: E402
 from .pipeline import Pipeline  # noqa: E402
 from .sinks.base import Sink  # noqa: E402
@@ -125,7 +125,7 @@ def _scene(array, sources, seconds, seed=0, speech=False):
 
 
 def foa_scene(sources, seconds, signals, seed=0, rt60=0.3, snr_db=20.0, distance=1.5, convention="ambix",
-              capsule_radius=0.015):
+              capsule_radius=0.015, order=1):
     """A first-order ambisonic recording of sources (azimuth, elevation) in the bench's room:
     pyroomacoustics' image sources (positions and wall damping), each encoded into first-order
     spherical harmonics along its own direction with its delay and 1/r spreading, as a
@@ -133,7 +133,7 @@ def foa_scene(sources, seconds, signals, seed=0, rt60=0.3, snr_db=20.0, distance
     uncorrelated sensor noise at ``snr_db``.
 
     ``signals``: one per source. Returns (4, n) float32 in ``convention`` ("ambix": W, Y, Z, X,
-    SN3D; "fuma": W at -3 dB, X, Y, Z; "a_format": four cardioid capsules on a tetrahedron of
+    SN3D, or with ``order`` above 1 the (order + 1)^2 AmbiX channels of that order; "fuma": W at -3 dB, X, Y, Z; "a_format": four cardioid capsules on a tetrahedron of
     ``capsule_radius`` (front-left-up, front-right-down, back-left-down, back-right-up), each
     hearing every image with its own gain and its own delay), scaled to peak 0.5.
     """
@@ -153,7 +153,10 @@ def foa_scene(sources, seconds, signals, seed=0, rt60=0.3, snr_db=20.0, distance
     room.add_microphone_array(pra.MicrophoneArray(center[:, None], FS))
     room.image_source_model()
     c = pra.constants.get("c")
-    out = np.zeros((4, n))
+    if order > 1 and convention != "ambix":
+        raise ValueError("higher orders are rendered as AmbiX only")
+    n_ch = (order + 1) ** 2
+    out = np.zeros((n_ch, n))
     for src, sig in zip(room.sources, signals):
         v = src.images.T - center
         r = np.linalg.norm(v, axis=1)
@@ -161,21 +164,21 @@ def foa_scene(sources, seconds, signals, seed=0, rt60=0.3, snr_db=20.0, distance
         amp = src.damping.reshape(-1)[: len(r)] / (4 * np.pi * r)
         up = 4  # the responses are built at 4x the rate, then brought down: a fraction of a sample holds
         delay = r / c * FS * up
-        rir = np.zeros((4, int(delay.max()) + 2 + up * int(capsule_radius / c * FS + 2)))
+        rir = np.zeros((n_ch, int(delay.max()) + 2 + up * int(capsule_radius / c * FS + 2)))
         if convention == "a_format":
             caps = np.array([to_unit(a, e) for a, e in ((45, 35.264), (-45, -35.264), (135, -35.264), (-135, 35.264))])
             gains = 0.5 * (1 + u @ caps.T).T  # (4, images): cardioids
             delays = delay[None] - capsule_radius * (u @ caps.T).T / c * FS * up  # a capsule nearer the image hears it earlier
         else:
-            gains = np.stack([np.ones(len(r)), u[:, 1], u[:, 2], u[:, 0]])  # AmbiX: W, Y, Z, X (SN3D)
+            gains = harmonics(order, u).T  # AmbiX: W, Y, Z, X (SN3D), then the higher orders
             delays = np.broadcast_to(delay, gains.shape)
-        for ch in range(4):  # each image split linearly between its two nearest samples
+        for ch in range(n_ch):  # each image split linearly between its two nearest samples
             i0 = np.floor(delays[ch]).astype(int)
             frac = delays[ch] - i0
             np.add.at(rir[ch], i0, gains[ch] * amp * (1 - frac))
             np.add.at(rir[ch], i0 + 1, gains[ch] * amp * frac)
         rir = resample_poly(rir, 1, up, axis=1) * up
-        for ch in range(4):
+        for ch in range(n_ch):
             out[ch] += fftconvolve(np.resize(np.asarray(sig, float), n), rir[ch])[:n]
     noise = np.random.default_rng(seed + 1).standard_normal(out.shape)
     out += noise * np.sqrt(np.mean(out[0] ** 2)) / 10 ** (snr_db / 20)

@@ -253,7 +253,8 @@ class LocalizeConfig:
     # of up to 4 microphones (on the real two-loudspeaker ReSpeaker recordings it keeps both
     # talkers in 89-96% of updates, SRP-PHAT in 17-37%), srp_phat on larger arrays (on
     # pyroomacoustics scenes with 7 and 16 microphones it finds more sources than tf_sparse);
-    # intensity on ambisonic arrays
+    # intensity on ambisonic arrays (at every order: music at orders 2-3 tracks two talkers
+    # better, but also a talker's floor reflection; README, Ambisonic microphones)
     method: Literal[("auto",) + METHODS] = "auto"
     grid: str = "auto"  # auto (camera:BLOCK with a camera, else sphere:2562) | sphere:N | hemisphere:N | fov:H,V:COLS,ROWS | camera:BLOCK
     band: tuple[float, float] = (300.0, 6000.0)  # Hz

@@ -97,8 +97,8 @@ class AudioFrontEnd:
         self.array, self.sample_rate = array, int(sample_rate)
         self.stft = StreamingSTFT(array.n_mics, frame, hop, window, max_block=max_block)
         self._mic_idx = np.asarray(array.mic_channels, dtype=np.int64)
-        # an ambisonic array's channels become AmbiX (W, Y, Z, X; SN3D) here, whatever their convention
-        self._encode = None if array.encode is None or np.array_equal(array.encode, np.eye(4)) else \
+        # an ambisonic array's channels become AmbiX (ACN, SN3D) here, whatever their convention
+        self._encode = None if array.encode is None or np.array_equal(array.encode, np.eye(len(array.encode))) else \
             np.asarray(array.encode, dtype=np.float32)
         # an A-format microphone's capsule-spacing correction, per STFT bin
         eq = array.equalizer(np.arange(frame // 2 + 1) * self.sample_rate / frame)

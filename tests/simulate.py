@@ -58,11 +58,12 @@ def write_wav(path, signals: np.ndarray, fs=16000, subtype="PCM_16"):
 
 
 def foa_room_scene(azimuths_deg, elevations_deg, signals=None, fs=16000, duration=3.0, rt60=0.3, snr_db=20.0,
-                   distance=1.5, seed=0, convention="ambix", capsule_radius=0.015):
+                   distance=1.5, seed=0, convention="ambix", capsule_radius=0.015, order=1):
     """A first-order ambisonic recording of the same kind of room (avstream.bench.foa_scene:
     pyroomacoustics' image sources encoded per reflection); white noise sources by default.
     Returns (4, n) float32 in ``convention`` ("ambix", "fuma" or "a_format": cardioid capsules
-    on a tetrahedron of ``capsule_radius``); ``rt60`` None: the direct sound alone."""
+    on a tetrahedron of ``capsule_radius``), or AmbiX of ``order`` ((order + 1)^2 channels);
+    ``rt60`` None: the direct sound alone."""
     from avstream.bench import foa_scene
 
     assert fs == 16000
@@ -70,4 +71,4 @@ def foa_room_scene(azimuths_deg, elevations_deg, signals=None, fs=16000, duratio
     rng = np.random.default_rng(seed)
     sigs = [rng.standard_normal(n) if signals is None else np.resize(signals[k], n) for k in range(len(azimuths_deg))]
     return foa_scene(list(zip(azimuths_deg, elevations_deg)), duration, sigs, seed=seed, rt60=rt60, snr_db=snr_db,
-                     distance=distance, convention=convention, capsule_radius=capsule_radius)
+                     distance=distance, convention=convention, capsule_radius=capsule_radius, order=order)

@@ -1,4 +1,4 @@
-"""First-order ambisonic microphones: B-format conventions, spherical-harmonic localization,
+"""Ambisonic microphones: B-format conventions, spherical-harmonic localization (first and higher orders),
 the synthetic FOA demo and bad input, on pyroomacoustics image sources encoded per reflection
 (tests/simulate.py: foa_room_scene)."""
 import numpy as np
@@ -84,23 +84,69 @@ def test_two_talkers_each_tracked(tmp_path):
     assert hit[0] >= 0.85 and hit[1] >= 0.4, hit
 
 
-def test_higher_order_ambix_uses_its_first_order(one_talker, tmp_path):
-    """A third-order AmbiX file (16 channels, ACN): its first four channels are the first order,
-    so it localizes exactly as the 4-channel file does, whatever the higher orders hold."""
-    import soundfile as sf
+def test_harmonics_are_ambix():
+    """The spherical harmonics the higher orders steer with are AmbiX's: the textbook SN3D
+    formulas up to second order (ACN order, no Condon-Shortley phase), and over the sphere
+    orthogonal with the SN3D norm 4 pi / (2n + 1) up to fourth order."""
+    from avstream.geometry.arrays import harmonics
+    from avstream.geometry.grids import fibonacci_sphere
 
-    truth, files = one_talker
-    x, rate = sf.read(files["ambix"], dtype="float32")
-    extra = np.random.default_rng(3).standard_normal((len(x), 12)).astype(np.float32) * 0.05
-    hoa = tmp_path / "hoa.wav"
-    sf.write(hoa, np.hstack([x, extra]), rate, subtype="FLOAT")
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal((50, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    x, y, z = u.T
+    s3 = np.sqrt(3.0)
+    textbook = np.stack([np.ones(50), y, z, x, s3 * x * y, s3 * y * z, (3 * z * z - 1) / 2, s3 * x * z,
+                         s3 / 2 * (x * x - y * y)], axis=1)
+    assert np.allclose(harmonics(2, u), textbook, atol=1e-12)
+    sphere = fibonacci_sphere(20000)
+    Y = harmonics(4, sphere)
+    gram = 4 * np.pi * Y.T @ Y / len(sphere)
+    degree = np.floor(np.sqrt(np.arange(25)))
+    assert np.allclose(gram, np.diag(4 * np.pi / (2 * degree + 1)), atol=2e-3)
+
+
+def test_third_order_music_keeps_two_talkers_apart(tmp_path):
+    """Two talkers 100 degrees apart in the RT60 0.3 s room, recorded in third-order AmbiX (16
+    channels, every image source encoded to third order): MUSIC on the third-order harmonics
+    tracks each within 10 degrees in at least 0.95 of the late updates (measured 1.00 and 1.00
+    over two speaker pairs, RT60 0.3 and 0.6, two seeds each). The same scene's first order
+    alone (its first four channels) does not (measured 0.77 and 0.58 there): the higher orders
+    are what resolve them. The default on any order stays intensity, which reads the first
+    order."""
+    truth = [(40.0, 10.0), (130.0, -20.0)]
+    x = foa_room_scene([40.0, 130.0], [10.0, -20.0], SPEECH, rt60=0.3, seed=0, order=3)
+    assert x.shape[0] == 16
+    hoa, foa = write_wav(tmp_path / "hoa.wav", x), write_wav(tmp_path / "foa.wav", x[:4])
     (tmp_path / "hoa.yaml").write_text("kind: ambisonic\norder: 3\n")
     array = load_array(str(tmp_path / "hoa.yaml"))
-    assert array.n_channels == 16 and list(array.mic_channels) == [0, 1, 2, 3]
-    a, _ = locate_file(files["ambix"], "ambix_foa", **{"localize.sources": 1, "track.enabled": False})
-    h, _ = locate_file(hoa, tmp_path / "hoa.yaml", **{"localize.sources": 1, "track.enabled": False})
-    assert [p.azimuth_deg for m in a.maps for p in m.peaks] == pytest.approx(
-        [p.azimuth_deg for m in h.maps for p in m.peaks], abs=1e-3)
+    assert array.n_mics == 16 and array.order == 3 and array.describe()["order"] == 3
+    sink, summary = locate_file(hoa, tmp_path / "hoa.yaml", **{"localize.sources": 3, "localize.method": "music"})
+    hit = (_tracked_errors(sink, truth) <= 10.0).mean(axis=0)
+    assert hit.min() >= 0.95, hit
+    first, _ = locate_file(foa, "ambix_foa", **{"localize.sources": 3, "localize.method": "music"})
+    assert (_tracked_errors(first, truth) <= 10.0).mean(axis=0).min() < 0.9
+    _, summary = locate_file(hoa, tmp_path / "hoa.yaml", **{"localize.sources": 3, "duration": 0.5})
+    assert summary["method"] == "intensity"
+
+
+def test_diffuse_field_at_third_order_is_no_source(tmp_path):
+    """A diffuse field encoded to third order: MUSIC's subspace needs eigenvalues above what a
+    diffuse field alone gives over its memory (in N3D, where that field is white), so no track
+    is born and a peak shows in few updates (measured 6.5%); without that test every update
+    had peaks and nine ghosts got ids."""
+    from avstream.geometry.arrays import harmonics
+    from avstream.geometry.grids import fibonacci_sphere
+
+    rng = np.random.default_rng(0)
+    n = 16000 * 3
+    x = np.zeros((16, n))
+    for u in fibonacci_sphere(64):
+        x += np.outer(harmonics(3, u)[0], rng.standard_normal(n))
+    wav = write_wav(tmp_path / "diffuse.wav", (x / np.abs(x).max() * 0.3).astype(np.float32))
+    (tmp_path / "hoa.yaml").write_text("kind: ambisonic\norder: 3\n")
+    sink, summary = locate_file(wav, tmp_path / "hoa.yaml", **{"localize.sources": 3, "localize.method": "music"})
+    assert np.mean([bool(h.peaks) for h in sink.maps]) <= 0.15 and summary["tracks"] == []
 
 
 def test_ambisonic_demo_renders_foa_in_either_convention():
@@ -133,6 +179,13 @@ def test_bad_ambisonic_input(tmp_path):
     bad.write_text("kind: a_format\nradius: 0.015\ncapsules: [[0, 0], [90, 0], [180, 0], [-90, 0]]\n")
     with pytest.raises(ConfigError, match="not a tetrahedron"):
         load_array(str(bad))
+    hoa = tmp_path / "hoa.yaml"
+    hoa.write_text("kind: ambisonic\norder: 3\n")
+    with pytest.raises(InputError, match="4 channels but array .*hoa.yaml expects 16"):
+        locate_file(write_wav(tmp_path / "four.wav", np.zeros((4, 1600), np.float32)), hoa)
+    hoa.write_text("kind: ambisonic\norder: 2\nmic_channels: [0, 1, 2, 3]\n")
+    with pytest.raises(ConfigError, match="an order-2 ambisonic array has 9 channels, mic_channels lists 4"):
+        load_array(str(hoa))
     good = tmp_path / "n3d.yaml"
     good.write_text("kind: ambisonic\nchannel_order: acn\nnormalisation: n3d\n")
     assert load_array(str(good)).convention == "acn/n3d"

@@ -3,7 +3,7 @@
 Sources are far-field plane waves rendered with fractional delays (windowed sinc), optionally
 turning around the array; diffuse noise is a precomputed loop of many uncorrelated plane waves
 from all directions, scaled to the configured SNR. This is the quick start's default input. On an
-ambisonic array the plane waves are encoded into first-order spherical harmonics instead (AmbiX,
+ambisonic array the plane waves are encoded into spherical harmonics of its order instead (AmbiX,
 then written in the array's own convention, FuMa for a FuMa array).
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
+from ..geometry.arrays import harmonics
 from ..geometry.grids import fibonacci_sphere, to_unit
 from ..kernels.render import render_delayed
 from .base import AudioSource
@@ -102,10 +103,9 @@ class SyntheticScene(AudioSource):
         return self.base_delay - (self.array.positions @ u) / self.c * self.sample_rate
 
     def _harmonics(self, k, t):
-        """First-order SN3D harmonics (W, Y, Z, X) of source k's direction at time t."""
+        """AmbiX harmonics (ACN, SN3D) of the array's order of source k's direction at time t."""
         s = self.scene.sources[k]
-        u = to_unit(s.azimuth_deg + s.azimuth_rate_deg_s * t, s.elevation_deg)
-        return np.array([1.0, u[1], u[2], u[0]])
+        return harmonics(self.array.order, to_unit(s.azimuth_deg + s.azimuth_rate_deg_s * t, s.elevation_deg))[0]
 
     def direction(self, k, t):
         """Azimuth, elevation (degrees) of source k at time t (seconds from the start)."""
@@ -121,7 +121,7 @@ class SyntheticScene(AudioSource):
         for u in fibonacci_sphere(64):
             s = np.fft.rfft(rng.standard_normal(n))
             if self.ambisonic:
-                spec += s[None, :] * np.array([1.0, u[1], u[2], u[0]])[:, None]
+                spec += s[None, :] * harmonics(self.array.order, u)[0][:, None]
                 continue
             tau = -(self.array.positions @ u) / self.c
             spec += s[None, :] * np.exp(-2j * np.pi * freqs[None, :] * tau[:, None])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..geometry.arrays import max_di_beams
 from .runtime import open_engine
 
 log = logging.getLogger(__name__)
@@ -114,12 +115,12 @@ def beams_of_new(samples: np.ndarray, new: int, array, units: np.ndarray, rate: 
     """Beams (n_dirs, new) of the last ``new`` samples of (n_mics, n) ``samples``, formed over
     those and up to BEAM_MARGIN samples before them (successive updates' beams join up);
     fewer when ``samples`` is shorter. On an ambisonic array (AmbiX channels) the beams are
-    first-order max-DI (hypercardioid) beams, unit gain toward their direction."""
+    max-DI beams of its order (hypercardioids at first order: (1, 3y, 3z, 3x) / 4), unit gain
+    toward their direction."""
     new = min(new, samples.shape[1])
     units = np.atleast_2d(units)
     if array.ambisonic:
-        w = np.stack([np.ones(len(units)), 3 * units[:, 1], 3 * units[:, 2], 3 * units[:, 0]], axis=1) / 4.0
-        return (w @ samples[:, -new:]).astype(np.float32)
+        return (max_di_beams(array.order, units) @ samples[:, -new:]).astype(np.float32)
     tail = samples[:, -min(samples.shape[1], new + BEAM_MARGIN):]
     return delay_and_sum(tail, array.positions, units, rate, speed_of_sound)[:, -new:]
 

@@ -56,10 +56,11 @@ class MicArray:
     sample_rate: int | None = None
     facing: np.ndarray | None = None
     note: str = ""
-    kind: str = "mics"  # "mics" (positions) or "ambisonic" (first-order B-format)
-    encode: np.ndarray | None = None  # ambisonic: (4, 4) input channels -> AmbiX (W, Y, Z, X, SN3D)
+    kind: str = "mics"  # "mics" (positions) or "ambisonic" (B-format)
+    encode: np.ndarray | None = None  # ambisonic: (C, C) input channels -> AmbiX (ACN order, SN3D)
     convention: str = ""  # ambisonic: "ambix", "fuma", "<channel order>/<normalisation>" or "a_format"
     capsules: tuple | None = None  # A-format: (capsule directions (4, 3), radius m, pattern p)
+    order: int = 0  # ambisonic: the order read, (order + 1)^2 channels (0 for microphones)
 
     @property
     def n_mics(self) -> int:
@@ -107,7 +108,7 @@ class MicArray:
     def steering(self, freqs: np.ndarray, directions: np.ndarray, c: float = SPEED_OF_SOUND) -> np.ndarray:
         """Unit-norm steering vectors (n_freqs, n_dirs, n_mics), complex: a plane wave from each
         direction as the channels see it. Microphones: phases exp(j w r_m . u / c); ambisonic:
-        the first-order SN3D spherical harmonics (1, y, z, x), the same at every frequency; an
+        the SN3D spherical harmonics of its order ((1, y, z, x) at first order), the same at every frequency; an
         A-format microphone: what its spaced capsules make of the wave after the capture path's
         A-to-B conversion (so the spacing's departure from ideal harmonics is modelled, not an error)."""
         if self.capsules is not None:
@@ -117,10 +118,9 @@ class MicArray:
                 2j * np.pi * np.asarray(freqs)[:, None, None] * radius * (d @ dirs.T)[None] / c)  # (F, D, 4)
             b = np.einsum("fij,fdj->fdi", self.a_format_model(freqs, c), caps)
             return b / np.linalg.norm(b, axis=2, keepdims=True)
-        if self.ambisonic:
-            d = np.asarray(directions, dtype=np.float64)
-            sh = np.stack([np.ones(len(d)), d[:, 1], d[:, 2], d[:, 0]], axis=1) / np.sqrt(2.0)
-            return np.broadcast_to(sh[None].astype(np.complex128), (len(freqs), len(d), 4))
+        if self.ambisonic:  # |Y(u)|^2 = order + 1 in SN3D
+            sh = harmonics(self.order, np.asarray(directions, dtype=np.float64)) / np.sqrt(self.order + 1.0)
+            return np.broadcast_to(sh[None].astype(np.complex128), (len(freqs),) + sh.shape)
         phase = 2.0 * np.pi * np.asarray(freqs)[:, None, None] * (directions @ self.positions.T)[None] / c
         return np.exp(1j * phase) / np.sqrt(len(self.positions))
 
@@ -134,7 +134,7 @@ class MicArray:
             "planar": bool(self.planar),
         }
         if self.ambisonic:
-            out.update(kind="ambisonic", order=1, convention=self.convention)
+            out.update(kind="ambisonic", order=self.order, convention=self.convention)
         if self.planar:
             out["ambiguity"] = (
                 "planar array: a source and its mirror image through the array plane give the "
@@ -202,43 +202,76 @@ CHANNEL_ORDERS = ("acn", "fuma")  # ACN: W, Y, Z, X; FuMa: W, X, Y, Z
 NORMALISATIONS = ("sn3d", "n3d", "fuma")  # fuma = maxN (first order: W at -3 dB, X Y Z as SN3D)
 
 
+def harmonics(order: int, u: np.ndarray) -> np.ndarray:
+    """(D, (order + 1)^2) real spherical harmonics of unit directions u (D, 3) in AmbiX's
+    convention: ACN channel order (n^2 + n + m), SN3D normalisation, no Condon-Shortley phase.
+    What an ambisonic microphone's channels hold for a unit plane wave from u: (1, y, z, x) at
+    first order, sqrt(3) x y, sqrt(3) y z, (3 z^2 - 1) / 2, sqrt(3) x z, sqrt(3) (x^2 - y^2) / 2
+    at second. From scipy's orthonormal complex harmonics."""
+    from scipy.special import sph_harm_y
+
+    u = np.atleast_2d(np.asarray(u, dtype=np.float64))
+    theta = np.arccos(np.clip(u[:, 2], -1.0, 1.0))  # polar angle
+    phi = np.arctan2(u[:, 1], u[:, 0])
+    out = np.empty((len(u), (order + 1) ** 2))
+    for n in range(order + 1):
+        sn3d = np.sqrt(4.0 * np.pi / (2 * n + 1))
+        for m in range(-n, n + 1):
+            y = sph_harm_y(n, abs(m), theta, phi)  # includes (-1)^m, which AmbiX leaves out
+            if m == 0:
+                v = y.real
+            else:
+                v = np.sqrt(2.0) * (-1.0) ** m * (y.real if m > 0 else y.imag)
+            out[:, n * n + n + m] = sn3d * v
+    return out
+
+
+def max_di_beams(order: int, u: np.ndarray) -> np.ndarray:
+    """(D, (order + 1)^2) weights on AmbiX channels of the max-DI (plane-wave decomposition)
+    beams toward unit directions u (D, 3): (2n + 1) Y_nm(u) / (order + 1)^2, unit gain toward u
+    (in SN3D, sum_m Y_nm(u) Y_nm(v) = P_n(u . v)); (1, 3y, 3z, 3x) / 4 at first order."""
+    degree = np.floor(np.sqrt(np.arange((order + 1) ** 2)))
+    return harmonics(order, u) * (2 * degree + 1) / (order + 1) ** 2
+
+
 def _ambisonic(name, order=1, channel_order="acn", normalisation="sn3d", n_channels=None, mic_channels=None,
                sample_rate=None, note=""):
-    """A B-format array; ``encode`` maps its first-order channels to AmbiX (ACN, SN3D). A
-    higher-order AmbiX stream (``order`` 2-7, ACN) has (order + 1)^2 channels, of which the
-    first four are its first order: those are used."""
+    """A B-format array of ``order`` 1-7; ``encode`` maps its (order + 1)^2 channels to AmbiX
+    (ACN, SN3D). Higher orders come in ACN order (AmbiX) only, as SN3D or N3D."""
     if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= 7:
         raise ConfigError(f"array {name}: order {order!r}: must be an integer within 1..7")
-    if order > 1 and channel_order != "acn":
-        raise ConfigError(f"array {name}: order {order} needs channel_order acn (FuMa's higher orders are not read)")
-    if order > 1 and n_channels is None:
-        n_channels = (order + 1) ** 2
     if channel_order not in CHANNEL_ORDERS:
         raise ConfigError(f"array {name}: unknown channel_order {channel_order!r} (known: {', '.join(CHANNEL_ORDERS)})")
     if normalisation not in NORMALISATIONS:
         raise ConfigError(f"array {name}: unknown normalisation {normalisation!r} (known: {', '.join(NORMALISATIONS)})")
+    if order > 1 and (channel_order != "acn" or normalisation == "fuma"):
+        raise ConfigError(f"array {name}: order {order} needs channel_order acn with normalisation sn3d or n3d "
+                          f"(FuMa's higher orders are not read)")
+    n = (order + 1) ** 2
     if mic_channels is None:
-        mic_channels = (0, 1, 2, 3)
+        mic_channels = tuple(range(n))
     mic_channels = tuple(int(c) for c in mic_channels)
-    if len(mic_channels) != 4:
-        raise ConfigError(f"array {name}: a first-order ambisonic array has 4 channels (W, X, Y, Z), "
-                          f"mic_channels lists {len(mic_channels)}")
+    if len(mic_channels) != n:
+        raise ConfigError(f"array {name}: an order-{order} ambisonic array has {n} channels"
+                          f"{' (W, X, Y, Z)' if order == 1 else ''}, mic_channels lists {len(mic_channels)}")
     n_channels = int(n_channels) if n_channels is not None else max(mic_channels) + 1
-    if min(mic_channels) < 0 or max(mic_channels) >= n_channels or len(set(mic_channels)) != 4:
-        raise ConfigError(f"array {name}: mic_channels must be 4 different channels in 0..{n_channels - 1}")
-    # input order -> ACN (W, Y, Z, X), then each component scaled to SN3D
-    order_map = [0, 1, 2, 3] if channel_order == "acn" else [0, 2, 3, 1]  # FuMa W X Y Z: Y=2, Z=3, X=1
-    scale = {"sn3d": [1.0, 1.0, 1.0, 1.0], "n3d": [1.0] + [1 / np.sqrt(3.0)] * 3,
-             "fuma": [np.sqrt(2.0), 1.0, 1.0, 1.0]}[normalisation]
-    encode = np.zeros((4, 4))
+    if min(mic_channels) < 0 or max(mic_channels) >= n_channels or len(set(mic_channels)) != n:
+        raise ConfigError(f"array {name}: mic_channels must be {n} different channels in 0..{n_channels - 1}")
+    # input order -> ACN, then each component scaled to SN3D
+    order_map = list(range(n)) if channel_order == "acn" else [0, 2, 3, 1]  # FuMa W X Y Z: Y=2, Z=3, X=1
+    degree = np.floor(np.sqrt(np.arange(n))).astype(int)  # n of each ACN channel
+    scale = {"sn3d": np.ones(n), "n3d": 1.0 / np.sqrt(2 * degree + 1.0),
+             "fuma": np.array([np.sqrt(2.0), 1.0, 1.0, 1.0])}[normalisation]
+    encode = np.zeros((n, n))
     for acn, src in enumerate(order_map):
         encode[acn, src] = scale[acn]
     convention = {("acn", "sn3d"): "ambix", ("fuma", "fuma"): "fuma"}.get((channel_order, normalisation),
                                                                           f"{channel_order}/{normalisation}")
     if order > 1:
-        convention += f" (order {order}, first order used)"
-    return MicArray(name, np.zeros((4, 3)), n_channels, mic_channels,
-                    None if sample_rate is None else int(sample_rate), None, note, "ambisonic", encode, convention)
+        convention += f" (order {order})"
+    return MicArray(name, np.zeros((n, 3)), n_channels, mic_channels,
+                    None if sample_rate is None else int(sample_rate), None, note, "ambisonic", encode, convention,
+                    order=order)
 
 
 # A-format: the tetrahedral capsules front-left-up, front-right-down, back-left-down and
@@ -284,7 +317,7 @@ def _a_format(name, capsules=TETRAHEDRON, radius=None, pattern=0.5, n_channels=N
     P = np.zeros((4, 4))
     P[0, 0], P[1, 2], P[2, 3], P[3, 1] = 1, 1, 1, 1
     return MicArray(name, base.positions, base.n_channels, base.mic_channels, base.sample_rate, None, note,
-                    "ambisonic", P @ np.linalg.inv(M), "a_format", (dirs, float(radius), float(pattern)))
+                    "ambisonic", P @ np.linalg.inv(M), "a_format", (dirs, float(radius), float(pattern)), order=1)
 
 
 def _ring(radius, n, start_deg=0.0):
