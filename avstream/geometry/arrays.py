@@ -226,12 +226,16 @@ def harmonics(order: int, u: np.ndarray) -> np.ndarray:
     return out
 
 
+def harmonic_degrees(order: int) -> np.ndarray:
+    """The degree n of each of the (order + 1)^2 ACN channels (ACN = n^2 + n + m)."""
+    return np.floor(np.sqrt(np.arange((order + 1) ** 2)))
+
+
 def max_di_beams(order: int, u: np.ndarray) -> np.ndarray:
     """(D, (order + 1)^2) weights on AmbiX channels of the max-DI (plane-wave decomposition)
     beams toward unit directions u (D, 3): (2n + 1) Y_nm(u) / (order + 1)^2, unit gain toward u
     (in SN3D, sum_m Y_nm(u) Y_nm(v) = P_n(u . v)); (1, 3y, 3z, 3x) / 4 at first order."""
-    degree = np.floor(np.sqrt(np.arange((order + 1) ** 2)))
-    return harmonics(order, u) * (2 * degree + 1) / (order + 1) ** 2
+    return harmonics(order, u) * (2 * harmonic_degrees(order) + 1) / (order + 1) ** 2
 
 
 def _ambisonic(name, order=1, channel_order="acn", normalisation="sn3d", n_channels=None, mic_channels=None,
@@ -259,8 +263,7 @@ def _ambisonic(name, order=1, channel_order="acn", normalisation="sn3d", n_chann
         raise ConfigError(f"array {name}: mic_channels must be {n} different channels in 0..{n_channels - 1}")
     # input order -> ACN, then each component scaled to SN3D
     order_map = list(range(n)) if channel_order == "acn" else [0, 2, 3, 1]  # FuMa W X Y Z: Y=2, Z=3, X=1
-    degree = np.floor(np.sqrt(np.arange(n))).astype(int)  # n of each ACN channel
-    scale = {"sn3d": np.ones(n), "n3d": 1.0 / np.sqrt(2 * degree + 1.0),
+    scale = {"sn3d": np.ones(n), "n3d": 1.0 / np.sqrt(2 * harmonic_degrees(order) + 1.0),
              "fuma": np.array([np.sqrt(2.0), 1.0, 1.0, 1.0])}[normalisation]
     encode = np.zeros((n, n))
     for acn, src in enumerate(order_map):
@@ -387,24 +390,18 @@ _AMBISONIC_PRESETS = {
 # converter). Capsule order and radii are those of the Spatial_Audio_Framework's array2sh presets
 # (Leo McCormack, ISC licence: saf_utility_sensorarray_presets.c and array2sh's preset table):
 # front-left-up, front-right-down, back-left-down, back-right-up; capsules taken as cardioids.
-_SAF = "(capsule order and radius from the Spatial_Audio_Framework's array2sh presets, not a vendor datasheet)"
+def _saf_tetra(microphone, radius, **extra):
+    return dict(radius=radius, note=f"{microphone}, raw A-format: channels 1-4 = capsules front-left-up, "
+                                    f"front-right-down, back-left-down, back-right-up at {100 * radius:g} cm (capsule "
+                                    "order and radius from the Spatial_Audio_Framework's array2sh presets, not a vendor "
+                                    "datasheet)", **extra)
+
+
 _A_FORMAT_PRESETS = {
-    "sennheiser_ambeo_vr": dict(
-        radius=0.014,
-        note="Sennheiser AMBEO VR Mic, raw A-format: channels 1-4 = capsules front-left-up, front-right-down, "
-             "back-left-down, back-right-up at 1.4 cm " + _SAF),
-    "core_sound_tetramic": dict(
-        radius=0.02,
-        note="Core Sound TetraMic, raw A-format: channels 1-4 = capsules front-left-up, front-right-down, "
-             "back-left-down, back-right-up at 2 cm " + _SAF),
-    "zoom_h3vr_a_format": dict(
-        radius=0.012, sample_rate=48000,
-        note="Zoom H3-VR recording in its A-format mode: channels 1-4 = capsules front-left-up, front-right-down, "
-             "back-left-down, back-right-up at 1.2 cm " + _SAF),
-    "soundfield_sps200": dict(
-        radius=0.02,
-        note="SoundField SPS200, raw A-format: channels 1-4 = capsules front-left-up, front-right-down, "
-             "back-left-down, back-right-up at 2 cm " + _SAF),
+    "sennheiser_ambeo_vr": _saf_tetra("Sennheiser AMBEO VR Mic", 0.014),
+    "core_sound_tetramic": _saf_tetra("Core Sound TetraMic", 0.02),
+    "zoom_h3vr_a_format": _saf_tetra("Zoom H3-VR recording in its A-format mode", 0.012, sample_rate=48000),
+    "soundfield_sps200": _saf_tetra("SoundField SPS200", 0.02),
 }
 
 ALIASES = {"uma16": "minidsp_uma16", "uma8": "minidsp_uma8", "respeaker": "respeaker_usb_4mic"}

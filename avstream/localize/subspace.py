@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry.arrays import harmonics, max_di_beams
+from ..geometry.arrays import harmonic_degrees, harmonics, max_di_beams
 from ..kernels.covariance import accumulate_covariance, projection_power
 from .base import Localizer, register
 
@@ -50,7 +50,7 @@ class _Covariance(Localizer):
         # SN3D measured better: W5's mvdr tracks 0.72 against 0.41 in N3D.)
         self._n3d = None
         if self.array.ambisonic and self.array.order >= 2:
-            self._n3d = np.sqrt(2.0 * np.floor(np.sqrt(np.arange(self.array.n_mics))) + 1.0)
+            self._n3d = np.sqrt(2.0 * harmonic_degrees(self.array.order) + 1.0)
             steer = steer * self._n3d
             steer = steer / np.linalg.norm(steer, axis=2, keepdims=True)
         self.steer = np.ascontiguousarray(steer.astype(np.complex64))
@@ -151,7 +151,7 @@ class Music(_Covariance):
             floor = self.threshold * lam[:, -1:]
             least = 1
             if self._n3d is not None:
-                # ambisonic (N3D: a diffuse field is white): a source's eigenvalue must stand above
+                # higher-order ambisonic (N3D: a diffuse field is white): a source's eigenvalue must stand above
                 # the largest that a diffuse field alone gives over the memory's frames (the
                 # Marchenko-Pastur edge, (1 + sqrt(M / frames))^2 times the mean); a bin with none
                 # has no source and adds nothing to the map
@@ -191,8 +191,7 @@ class PlaneWaveDecomposition(_Covariance):
         w /= np.linalg.norm(w, axis=1, keepdims=True)
         self.steer = np.ascontiguousarray(w[None].astype(np.complex64))  # the same beams at every bin
         y = harmonics(n, self.grid.directions[:1])[0]  # a plane wave from the first cell, in SN3D
-        degree = np.floor(np.sqrt(np.arange(len(y))))
-        fields = np.stack([np.diag(1.0 / (2 * degree + 1)), np.outer(y, y)])  # diffuse, plane wave
+        fields = np.stack([np.diag(1.0 / (2 * harmonic_degrees(n) + 1)), np.outer(y, y)])  # diffuse, plane wave
         self._diffuse, self._plane = np.real(np.einsum("i,fij,j->f", w[0], self._normalise(fields), w[0]))
 
     def _scan(self, r, out):

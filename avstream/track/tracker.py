@@ -102,6 +102,7 @@ class Tracker:
         """The filters (kernels.track), one row per track; rows 0.._n-1 are in use."""
         n = self._n
         old = getattr(self, "_rows", None)
+        # step's u, v, cov, p, power, born, last, ids, speech
         self._rows = rows = (np.zeros((capacity, 3)), np.zeros((capacity, 3)), np.zeros((capacity, 3)), np.zeros(capacity),
                              np.zeros(capacity), np.zeros(capacity), np.zeros(capacity), np.zeros(capacity, np.int64),
                              np.full(capacity, np.nan))
