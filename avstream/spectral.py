@@ -240,9 +240,11 @@ class AudioFrontEnd:
     def warm_up(self, rng):
         """Compile (or load) the kernels on noise, then forget it."""
         block = rng.standard_normal((self.array.n_mics, self._mic_buf.shape[1])).astype(np.float32) * 0.01
-        select_and_scan(block, np.arange(self.array.n_mics, dtype=np.int64), block.shape[1], self._mic_buf)
         for part in (block, block[:, :1]):  # a whole block and a view of one (its layout compiles apart)
+            select_and_scan(block, np.arange(self.array.n_mics, dtype=np.int64), part.shape[1],
+                            self._mic_buf[:, :part.shape[1]])
             accumulate_levels(part, np.zeros(len(block)), np.zeros(len(block)))
+        read_meters(np.ones(len(block)), np.ones(len(block)), 1, np.zeros((2, len(block))))
         for _ in self.stft.push(self._mic_buf):
             pass
         self.stft.reset()
