@@ -34,6 +34,13 @@ from ..kernels.covariance import accumulate_covariance, projection_power
 from .base import Localizer, register
 
 
+def _split(steer):
+    """Steering vectors (B, D, M) as projection_power takes them: (2, B, D, M) float32, real and
+    imaginary parts."""
+    steer = np.asarray(steer)
+    return np.ascontiguousarray(np.stack([steer.real, steer.imag]).astype(np.float32))
+
+
 class _Covariance(Localizer):
     """Shared: covariance per bin with a memory, and the steering table."""
 
@@ -53,7 +60,7 @@ class _Covariance(Localizer):
             self._n3d = np.sqrt(2.0 * harmonic_degrees(self.array.order) + 1.0)
             steer = steer * self._n3d
             steer = steer / np.linalg.norm(steer, axis=2, keepdims=True)
-        self.steer = np.ascontiguousarray(steer.astype(np.complex64))
+        self.steer = _split(steer)
         self.memory_s = float(memory_s)
         m = self.array.n_mics
         self.cov = np.zeros((len(self.bins), m, m), dtype=np.complex128)
@@ -189,7 +196,7 @@ class PlaneWaveDecomposition(_Covariance):
         if self._n3d is not None:  # the same beam on the N3D channels
             w = w / self._n3d
         w /= np.linalg.norm(w, axis=1, keepdims=True)
-        self.steer = np.ascontiguousarray(w[None].astype(np.complex64))  # the same beams at every bin
+        self.steer = _split(w[None])  # the same beams at every bin
         y = harmonics(n, self.grid.directions[:1])[0]  # a plane wave from the first cell, in SN3D
         fields = np.stack([np.diag(1.0 / (2 * harmonic_degrees(n) + 1)), np.outer(y, y)])  # diffuse, plane wave
         self._diffuse, self._plane = np.real(np.einsum("i,fij,j->f", w[0], self._normalise(fields), w[0]))
@@ -229,7 +236,8 @@ class CleanSc(_Covariance):
             live = (p > self.stop * first) & (p > 0)
             if not live.any():
                 break
-            a = self.steer[np.arange(len(j)), j].astype(np.complex128)  # (B, M)
+            b = np.arange(len(j))
+            a = self.steer[0, b, j] + 1j * self.steer[1, b, j].astype(np.complex128)  # (B, M)
             h = np.einsum("bij,bj->bi", r, a) / np.maximum(p, 1e-30)[:, None]  # the source's coherent part
             h[~live] = 0.0
             np.add.at(self._clean, j[live], self.gain * p[live])
