@@ -102,10 +102,12 @@ class SyntheticScene(AudioSource):
         # a microphone further along u hears the wave earlier
         return self.base_delay - (self.array.positions @ u) / self.c * self.sample_rate
 
-    def _harmonics(self, k, t):
-        """AmbiX harmonics (ACN, SN3D) of the array's order of source k's direction at time t."""
+    def _harmonics(self, k, t0, t1):
+        """AmbiX harmonics (ACN, SN3D) of the array's order of source k's direction at times t0
+        and t1, (2, channels)."""
         s = self.scene.sources[k]
-        return harmonics(self.array.order, to_unit(s.azimuth_deg + s.azimuth_rate_deg_s * t, s.elevation_deg))[0]
+        az = s.azimuth_deg + s.azimuth_rate_deg_s * np.array([t0, t1])
+        return harmonics(self.array.order, to_unit(az, np.full(2, s.elevation_deg)))
 
     def direction(self, k, t):
         """Azimuth, elevation (degrees) of source k at time t (seconds from the start)."""
@@ -118,10 +120,12 @@ class SyntheticScene(AudioSource):
         n = int(seconds * self.sample_rate)
         freqs = np.fft.rfftfreq(n, 1.0 / self.sample_rate)
         spec = np.zeros((self.array.n_mics, len(freqs)), dtype=np.complex128)
-        for u in fibonacci_sphere(64):
+        waves = fibonacci_sphere(64)
+        sh = harmonics(self.array.order, waves) if self.ambisonic else None
+        for w, u in enumerate(waves):
             s = np.fft.rfft(rng.standard_normal(n))
             if self.ambisonic:
-                spec += s[None, :] * harmonics(self.array.order, u)[0][:, None]
+                spec += s[None, :] * sh[w][:, None]
                 continue
             tau = -(self.array.positions @ u) / self.c
             spec += s[None, :] * np.exp(-2j * np.pi * freqs[None, :] * tau[:, None])
@@ -152,7 +156,8 @@ class SyntheticScene(AudioSource):
                 d = np.array([self.base_delay])
                 render_delayed(h, self.index + n, d, d, self.gains[k], mono, HALF_TAPS, 32)
                 a = np.linspace(0.0, 1.0, n, endpoint=False)
-                sh = np.outer(self._harmonics(k, t0), 1.0 - a) + np.outer(self._harmonics(k, t1), a)
+                h0, h1 = self._harmonics(k, t0, t1)
+                sh = np.outer(h0, 1.0 - a) + np.outer(h1, a)
                 out += (sh * mono).astype(np.float32)
                 continue
             render_delayed(h, self.index + n, self._delays(k, t0), self._delays(k, t1), self.gains[k], out,

@@ -16,6 +16,7 @@ AmbiX (ACN order W, Y, Z, X; SN3D) with ``encode``, whatever the file's or devic
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,22 +208,26 @@ def harmonics(order: int, u: np.ndarray) -> np.ndarray:
     convention: ACN channel order (n^2 + n + m), SN3D normalisation, no Condon-Shortley phase.
     What an ambisonic microphone's channels hold for a unit plane wave from u: (1, y, z, x) at
     first order, sqrt(3) x y, sqrt(3) y z, (3 z^2 - 1) / 2, sqrt(3) x z, sqrt(3) (x^2 - y^2) / 2
-    at second. From scipy's orthonormal complex harmonics."""
-    from scipy.special import sph_harm_y
-
+    at second. Associated Legendre functions by the standard recurrences (the synthetic scene
+    calls this per block: a few microseconds, not scipy's per-degree calls)."""
     u = np.atleast_2d(np.asarray(u, dtype=np.float64))
-    theta = np.arccos(np.clip(u[:, 2], -1.0, 1.0))  # polar angle
+    ct = np.clip(u[:, 2], -1.0, 1.0)  # cos of the polar angle
+    st = np.hypot(u[:, 0], u[:, 1])
     phi = np.arctan2(u[:, 1], u[:, 0])
     out = np.empty((len(u), (order + 1) ** 2))
-    for n in range(order + 1):
-        sn3d = np.sqrt(4.0 * np.pi / (2 * n + 1))
-        for m in range(-n, n + 1):
-            y = sph_harm_y(n, abs(m), theta, phi)  # includes (-1)^m, which AmbiX leaves out
-            if m == 0:
-                v = y.real
-            else:
-                v = np.sqrt(2.0) * (-1.0) ** m * (y.real if m > 0 else y.imag)
-            out[:, n * n + n + m] = sn3d * v
+    pmm = np.ones(len(u))  # P_m^m = (2m - 1)!! st^m
+    for m in range(order + 1):
+        if m:
+            pmm = pmm * (2 * m - 1) * st
+        cos_m, sin_m = np.cos(m * phi), np.sin(m * phi)
+        p_prev, p = np.zeros(len(u)), pmm
+        for n in range(m, order + 1):
+            if n > m:  # (n - m) P_n^m = (2n - 1) ct P_(n-1)^m - (n + m - 1) P_(n-2)^m
+                p_prev, p = p, ((2 * n - 1) * ct * p - (n + m - 1) * p_prev) / (n - m)
+            norm = math.sqrt((2.0 if m else 1.0) * math.factorial(n - m) / math.factorial(n + m))
+            out[:, n * n + n + m] = norm * p * cos_m
+            if m:
+                out[:, n * n + n - m] = norm * p * sin_m
     return out
 
 
