@@ -49,7 +49,7 @@ def _add_common(p, grid_default=None):
     p.add_argument("--array", help="array preset or YAML file with mic_positions (or kind: ambisonic) "
                                    "(presets: respeaker_usb_4mic, respeaker_4mic_hat, respeaker_6mic, "
                                    "minidsp_uma8, minidsp_uma16, matrix_voice; first-order ambisonic: zoom_h3vr, "
-                                   "ambix_foa, fuma_foa; raw A-format: sennheiser_ambeo_vr, core_sound_tetramic, "
+                                   "ambix_foa, fuma_foa; raw A-format: rode_nt_sf1, sennheiser_ambeo_vr, core_sound_tetramic, "
                                    "zoom_h3vr_a_format, soundfield_sps200; aliases uma16, uma8, respeaker = respeaker_usb_4mic). "
                                    "Default: minidsp_uma16 (the run says which array it uses)")
     p.add_argument("--grid", help="sphere:N (about N directions; the half-space faced by a planar array), "

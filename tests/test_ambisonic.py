@@ -262,14 +262,15 @@ def test_360_camera_seam_and_zenith(where):
 
 
 @pytest.mark.parametrize("method,array", [("intensity", "yaml"), ("mvdr", "yaml"),
-                                          ("intensity", "sennheiser_ambeo_vr"), ("intensity", "core_sound_tetramic")])
+                                          ("intensity", "sennheiser_ambeo_vr"), ("intensity", "core_sound_tetramic"),
+                                          ("intensity", "rode_nt_sf1")])
 def test_a_format_gives_the_b_format_directions(tmp_path, method, array):
     """The same talker in the free field, recorded as AmbiX and by four cardioid capsules on a
     tetrahedron (A-format, each capsule with its own delay): read through the A-format array
     (A-to-B matrix, spacing correction, aliasing model) the directions agree with the AmbiX
-    ones within 1 degree (median; measured 0.55 and 0.56 at 1.5 cm). The AMBEO VR and TetraMic
-    presets are the same path with their channel order and radii (1.4 and 2 cm; the scene is
-    rendered so)."""
+    ones within 1 degree (median; measured 0.55 and 0.56 at 1.5 cm). The AMBEO VR, TetraMic and
+    NT-SF1 presets are the same path with their channel order and radii (1.4, 2 and 2.51 cm;
+    the scene is rendered so)."""
     (tmp_path / "a.yaml").write_text("kind: a_format\nradius: 0.015\n")
     a_format = tmp_path / "a.yaml" if array == "yaml" else array
     radius = load_array(str(a_format)).capsules[1]

@@ -392,21 +392,23 @@ _AMBISONIC_PRESETS = {
 }
 
 # raw A-format tetrahedral microphones (their four capsules, before the vendor's A-to-B
-# converter). Capsule order and radii are those of the Spatial_Audio_Framework's array2sh presets
-# (Leo McCormack, ISC licence: saf_utility_sensorarray_presets.c and array2sh's preset table):
-# front-left-up, front-right-down, back-left-down, back-right-up; capsules taken as cardioids.
-def _saf_tetra(microphone, radius, **extra):
+# converter), channels 1-4 = capsules front-left-up, front-right-down, back-left-down,
+# back-right-up, taken as cardioids. Capsule order and radii: the Spatial_Audio_Framework's
+# array2sh presets (Leo McCormack, ISC licence: saf_utility_sensorarray_presets.c and array2sh's
+# preset table), and for the NT-SF1 shaasp's sampling_positions_NTSF1 (Lachlan Birnie, ANU,
+# BSD-3-Clause licence), which SAF does not list.
+def _tetra(microphone, radius, source="the Spatial_Audio_Framework's array2sh presets", **extra):
     return dict(radius=radius, note=f"{microphone}, raw A-format: channels 1-4 = capsules front-left-up, "
                                     f"front-right-down, back-left-down, back-right-up at {100 * radius:g} cm (capsule "
-                                    "order and radius from the Spatial_Audio_Framework's array2sh presets, not a vendor "
-                                    "datasheet)", **extra)
+                                    f"order and radius from {source}, not a vendor datasheet)", **extra)
 
 
 _A_FORMAT_PRESETS = {
-    "sennheiser_ambeo_vr": _saf_tetra("Sennheiser AMBEO VR Mic", 0.014),
-    "core_sound_tetramic": _saf_tetra("Core Sound TetraMic", 0.02),
-    "zoom_h3vr_a_format": _saf_tetra("Zoom H3-VR recording in its A-format mode", 0.012, sample_rate=48000),
-    "soundfield_sps200": _saf_tetra("SoundField SPS200", 0.02),
+    "rode_nt_sf1": _tetra("RODE NT-SF1", 0.0251, source="shaasp's sampling_positions_NTSF1 (ANU)"),
+    "sennheiser_ambeo_vr": _tetra("Sennheiser AMBEO VR Mic", 0.014),
+    "core_sound_tetramic": _tetra("Core Sound TetraMic", 0.02),
+    "zoom_h3vr_a_format": _tetra("Zoom H3-VR recording in its A-format mode", 0.012, sample_rate=48000),
+    "soundfield_sps200": _tetra("SoundField SPS200", 0.02),
 }
 
 ALIASES = {"uma16": "minidsp_uma16", "uma8": "minidsp_uma8", "respeaker": "respeaker_usb_4mic"}
