@@ -321,6 +321,7 @@ class TrackConfig:
     min_age_s: float = 0.3  # ... and has lived this long (a ghost of the first updates dies unnamed)
     coast_s: float = 0.5  # a silent track's velocity fades with this time constant (0 = it keeps it)
     max_speed_deg_s: float = 120.0  # a track's angular speed is capped here (0 = no cap)
+    audio_mask: float = 4.0  # per-track audio: exponent of the time-frequency mask among the tracks' beams (0 = plain beams)
 
     def validate(self, key):
         _check(0 < self.gate_deg <= 90, f"{key}.gate_deg", "must be within (0, 90]")
@@ -328,6 +329,7 @@ class TrackConfig:
         _check(0 <= self.accel_deg_s2 <= 10000, f"{key}.accel_deg_s2", "must be within 0..10000")
         _check(0 < self.confirm < 1, f"{key}.confirm", "must be within (0, 1)")
         _check(0 < self.silence_s <= 60, f"{key}.silence_s", "must be within (0, 60] s")
+        _check(0 <= self.audio_mask <= 16, f"{key}.audio_mask", "must be within 0..16")
         _check(0 <= self.min_age_s <= 10, f"{key}.min_age_s", "must be within 0..10 s")
         _check(0 <= self.coast_s <= 60, f"{key}.coast_s", "must be within 0..60 s")
         _check(0 <= self.max_speed_deg_s <= 3600, f"{key}.max_speed_deg_s", "must be within 0..3600")

@@ -196,7 +196,7 @@ class Pipeline:
             from .separate import SourceAudio
 
             self.separate = SourceAudio(self.array, self.sample_rate, st.hop * lc.update_frames,
-                                        (lc.update_frames - 1) * st.hop + st.frame, lc.speed_of_sound)
+                                        (lc.update_frames - 1) * st.hop + st.frame, lc.speed_of_sound, cfg.track.audio_mask)
         # the microphones' own samples, every one once, for the ROS audio topic
         self.raw_audio = cfg.ros.audio_on(self.array.n_mics, self.sample_rate) and any(s.takes_audio for s in sinks)
         window = (lc.update_frames - 1) * st.hop + st.frame

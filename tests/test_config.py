@@ -35,6 +35,7 @@ def test_yaml_then_overrides(tmp_path):
     ("localize: {band: [4000, 300]}\n", "key 'localize.band'"),
     ("localize: {band: [300]}\n", "key 'localize.band'"),
     ("localize: {smoothing: 1.5}\n", "key 'localize.smoothing'"),
+    ("track: {audio_mask: -1}\n", "key 'track.audio_mask'"),
     ("source: {kind: microphone}\n", "key 'source.kind': expected one of"),
     ("source: {kind: file}\n", "key 'source.path'"),
     ("source: {scene: {sources: [{azimuth_deg: 10, elevation_deg: 120}]}}\n",

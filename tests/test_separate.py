@@ -148,3 +148,67 @@ def test_track_audio_on_zeromq(two_bands):
         for a, b in zip(hs, hs[1:]):
             if b["seq"] == a["seq"] + 1:
                 assert abs(b["t"] - (a["t"] + a["n"] / a["sample_rate"])) < 1e-6
+
+
+def _track_signals(wav, array, **overrides):
+    """Each track's audio of an offline run, placed at its stream time: {id: (signal, valid)}
+    and the tracks' last azimuths."""
+    from helpers import Collect
+    from avstream.config import load_config
+    from avstream.pipeline import Pipeline
+
+    class Grab(Collect):
+        takes_source_audio = True
+
+    o = {"array": array, "source.kind": "file", "source.path": str(wav), "source.realtime": False,
+         "source.block": 256, "duration": None, "camera.source": "none", "engine.speech": "off", **overrides}
+    sink = Grab()
+    Pipeline(load_config(None, o), [sink]).run_sync()
+    n = 4 * 16000
+    out, az = {}, {}
+    for h in sink.maps:
+        for t in h.tracks or []:
+            az[t.id] = t.azimuth_deg
+        for tid, v in (getattr(h, "source_audio", None) or {}).items():
+            y, valid = out.setdefault(tid, (np.zeros(n), np.zeros(n, bool)))
+            s = int(round(h.source_audio_t * 16000))
+            y[s:s + len(v)] = v[:n - s]
+            valid[s:s + len(v)] = True
+    return out, az
+
+
+def _sir(y, own, other, lags=16):
+    """10 log10 of the power of y explained by ``own`` over that explained by ``other`` (least
+    squares on their copies shifted by up to ``lags`` samples, as BSS-eval's filtered projection)."""
+    shifted = lambda s: np.stack([np.roll(s, k) for k in range(-lags, lags + 1)], 1)  # noqa: E731
+    basis = np.concatenate([shifted(own), shifted(other)], 1)
+    h = np.linalg.lstsq(basis, y, rcond=None)[0]
+    k = 2 * lags + 1
+    return 10 * np.log10(np.sum((basis[:, :k] @ h[:k]) ** 2) / np.sum((basis[:, k:] @ h[k:]) ** 2))
+
+
+def test_the_time_frequency_mask_separates_two_talkers_better_than_the_beams(tmp_path):
+    """Two real-speech talkers 120 degrees apart on the 4-mic HAT (pyroomacoustics, RT60 0.3 s):
+    each track's audio with the default mask (track.audio_mask 4) holds its own talker against
+    the other better than the plain delay-and-sum beam does (audio_mask 0), by at least 1 dB
+    (measured: signal-to-interference 0.7 and 5.1 dB with the mask, -0.9 and 2.4 with the beams)."""
+    from simulate import real_speech, room_scene, write_wav
+
+    a = load_array("respeaker_4mic_hat")
+    talkers, az = [real_speech(2), real_speech(3)], [-60.0, 60.0]
+    kw = dict(duration=4.0, rt60=0.3, snr_db=30.0, seed=2)
+    x = room_scene(a.positions, az, [20.0, 20.0], signals=talkers, **kw)
+    images = [room_scene(a.positions, [az[k]], [20.0], signals=talkers[k:k + 1], **kw)[0] for k in range(2)]
+    gains = np.linalg.lstsq(np.stack(images, 1), x[0], rcond=None)[0]  # each render is scaled to peak 0.5
+    images = [g * i for g, i in zip(gains, images)]
+    wav = write_wav(tmp_path / "two.wav", x)
+    sir = {}
+    for mask in (0.0, None):
+        signals, found = _track_signals(wav, "respeaker_4mic_hat", **({} if mask is None else {"track.audio_mask": mask}))
+        for k in range(2):
+            tid = min(found, key=lambda i: abs((found[i] - az[k] + 180.0) % 360.0 - 180.0))
+            assert abs((found[tid] - az[k] + 180.0) % 360.0 - 180.0) <= 10.0, found
+            y, valid = signals[tid]
+            sir[mask, k] = _sir(y[valid], images[k][valid], images[1 - k][valid])
+    print({k: round(v, 1) for k, v in sir.items()})
+    assert sir[None, 0] >= sir[0.0, 0] + 1.0 and sir[None, 1] >= sir[0.0, 1] + 1.0, sir

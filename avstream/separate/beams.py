@@ -1,20 +1,68 @@
-"""Per-source audio: a delay-and-sum beam toward each track, update by update.
+"""Per-source audio: a beam toward each track, sharpened by a time-frequency mask, update by update.
 
 What a robot's speech recognizer listens to. Every update, each reported track gets the
-update's new samples of every microphone, each advanced by the plane-wave delay of the track's
-direction (fractional, in the frequency domain, over the new samples plus a margin before them
-so the circular shift wraps outside what is kept), averaged. The beams of successive updates
-join into one continuous signal per track at the array's sample rate.
+update's new samples as seen by a beam toward it: on a microphone array a delay-and-sum beam
+(each microphone advanced by the plane-wave delay of the track's direction), on an ambisonic
+array a max-DI beam of its order (a hypercardioid at first order). The beams of successive
+updates join into one continuous signal per track at the array's sample rate.
 
-A delay-and-sum beam passes its own direction whole and other directions attenuated by the
-array's directivity: little on a 4-mic array below 1 kHz (README, "Not yet"). On an ambisonic
-array the beam is a first-order max-DI (hypercardioid) beam instead.
+A beam alone passes other directions attenuated only by the array's directivity: little on a
+4-mic array below a few kHz. So with several tracks the beams are formed per STFT bin
+(sqrt-Hann frames of ``FRAME`` samples, hop ``FRAME / 2``) and each bin of track k's beam is
+kept by the mask (|B_k|^2 / max_j |B_j|^2) ** ``mask``: speech is sparse in time-frequency
+(W-disjoint orthogonality, as tf_sparse uses it), so a bin where another track's beam is
+louder belongs to that source and is attenuated; a bin where every beam is about as loud (low
+frequencies on a small array) is kept by all. ``mask`` 0, or a single track, gives the plain
+beams (the STFT and its overlap-add reconstruct them exactly).
 """
 from __future__ import annotations
 
+import numpy as np
+import scipy.fft
 
-from ..engines.speech import BEAM_MARGIN, beams_of_new
+from ..geometry.arrays import max_di_beams
 from ..geometry.grids import to_unit
+
+FRAME = 512  # samples per STFT frame of the masked beams
+HOP = FRAME // 2  # sqrt-Hann frames at half overlap: analysis x synthesis windows sum to 1
+
+
+def _window():
+    return np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(FRAME) / FRAME)).astype(np.float32)  # sqrt periodic Hann
+
+
+def masked_beams(samples, new, array, units, rate, mask=4.0, speed_of_sound=343.0):
+    """(n_tracks, new) float32: the last ``new`` samples of beams toward ``units`` (n_tracks, 3)
+    of ``samples`` (n_channels, n), each STFT bin weighted by the mask above. Up to FRAME samples
+    before the new ones give the first frames their context; the frames over the last samples
+    are zero-padded beyond them (the next update recomputes those samples' neighbours, not
+    them)."""
+    units = np.atleast_2d(units)
+    new = min(new, samples.shape[1])
+    seg = samples[:, -min(samples.shape[1], new + FRAME):]
+    lead = seg.shape[1] - new
+    seg = np.pad(seg.astype(np.float32, copy=False), ((0, 0), (FRAME - lead, FRAME)))  # new samples at [FRAME, FRAME + new)
+    win = _window()
+    frames = np.lib.stride_tricks.sliding_window_view(seg, FRAME, axis=1)[:, ::HOP] * win  # (channels, frames, FRAME)
+    spec = scipy.fft.rfft(frames, axis=-1).transpose(2, 0, 1)  # (bins, channels, frames), complex64
+    if array.ambisonic:
+        beams = max_di_beams(array.order, units).astype(np.complex64) @ spec  # (bins, tracks, frames)
+    else:
+        f = np.fft.rfftfreq(FRAME, 1.0 / rate).astype(np.float32)
+        tau = units @ array.positions.T / speed_of_sound  # (tracks, mics): how much earlier each mic hears it
+        phase = (2 * np.pi) * f[:, None, None] * tau[None].astype(np.float32)  # (bins, tracks, mics)
+        beams = ((np.cos(phase) - 1j * np.sin(phase)) / len(array.positions)).astype(np.complex64) @ spec
+    if mask > 0 and len(units) > 1:
+        power = beams.real ** 2 + beams.imag ** 2
+        beams *= (power / np.maximum(power.max(axis=1, keepdims=True), 1e-30)) ** mask
+    beams = beams.transpose(1, 2, 0)  # (tracks, frames, bins)
+    frames = scipy.fft.irfft(beams, FRAME, axis=-1) * win  # (tracks, frames, FRAME)
+    out = np.zeros((len(units), seg.shape[1]), np.float32)
+    norm = np.zeros(seg.shape[1], np.float32)
+    for i in range(frames.shape[1]):
+        out[:, i * HOP:i * HOP + FRAME] += frames[:, i]
+        norm[i * HOP:i * HOP + FRAME] += win * win
+    return (out[:, FRAME:FRAME + new] / np.maximum(norm[FRAME:FRAME + new], 1e-12)).astype(np.float32)
 
 
 class SourceAudio:
@@ -31,11 +79,14 @@ class SourceAudio:
     window_samples : int
         Samples behind one update (the new ones end its window).
     speed_of_sound : float
+    mask : float
+        The time-frequency mask's exponent (0: plain beams).
     """
 
-    def __init__(self, array, sample_rate, new_samples, window_samples, speed_of_sound=343.0):
+    def __init__(self, array, sample_rate, new_samples, window_samples, speed_of_sound=343.0, mask=4.0):
         self.array, self.sample_rate, self.c = array, int(sample_rate), float(speed_of_sound)
-        self.keep_samples = int(new_samples) + BEAM_MARGIN
+        self.mask = float(mask)
+        self.keep_samples = int(new_samples) + FRAME
         self.window_samples = int(window_samples)
 
     def process(self, hm, win) -> None:
@@ -46,5 +97,5 @@ class SourceAudio:
         hm.source_audio_t = win.t + (self.window_samples - new) / self.sample_rate
         hm.source_audio_stamp = win.stamp_at(hm.source_audio_t)
         units = to_unit([t.azimuth_deg for t in hm.tracks], [t.elevation_deg for t in hm.tracks])
-        beams = beams_of_new(win.samples, new, self.array, units, self.sample_rate, self.c)
+        beams = masked_beams(win.samples, new, self.array, units, self.sample_rate, self.mask, self.c)
         hm.source_audio = {t.id: beams[k] for k, t in enumerate(hm.tracks)}
