@@ -321,7 +321,7 @@ class TrackConfig:
     min_age_s: float = 0.3  # ... and has lived this long (a ghost of the first updates dies unnamed)
     coast_s: float = 0.5  # a silent track's velocity fades with this time constant (0 = it keeps it)
     max_speed_deg_s: float = 120.0  # a track's angular speed is capped here (0 = no cap)
-    audio_mask: float = 4.0  # per-track audio: exponent of the time-frequency mask among the tracks' beams (0 = plain beams)
+    audio_mask: float = 4.0  # per-source audio and speech: exponent of the time-frequency mask among the sources' beams (0 = plain beams)
 
     def validate(self, key):
         _check(0 < self.gate_deg <= 90, f"{key}.gate_deg", "must be within (0, 90]")

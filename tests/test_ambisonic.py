@@ -215,14 +215,14 @@ def test_ambisonic_beams_are_hypercardioids():
     """Per-source audio and per-source speech on an FOA array use first-order max-DI beams: a
     plane wave from the beam's direction passes whole, one 90 degrees off at 1/4, one from
     behind at -1/2 ((1 + 3 cos theta) / 4)."""
-    from avstream.engines.speech import beams_of_new
+    from avstream.separate.beams import masked_beams
 
     array = load_array("ambix_foa")
     s = np.random.default_rng(0).standard_normal(1024)
     look = to_unit(40.0, 10.0)
     for other, gain in [(look, 1.0), (to_unit(130.0, 0.0), None), (-look, -0.5)]:
         b = np.outer([1.0, other[1], other[2], other[0]], s)  # AmbiX SN3D plane wave
-        beam = beams_of_new(b.astype(np.float32), 512, array, look, 16000)[0]
+        beam = masked_beams(b.astype(np.float32), 512, array, look, 16000)[0]
         want = (1 + 3 * float(look @ other)) / 4 if gain is None else gain
         assert np.allclose(beam, want * s[-512:], atol=1e-5)
 

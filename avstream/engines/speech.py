@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry.arrays import max_di_beams
 from .runtime import open_engine
 
 log = logging.getLogger(__name__)
@@ -107,36 +106,6 @@ def to_16k(x: np.ndarray, rate: int) -> np.ndarray:
     return resample_poly(x, RATE // g, int(rate) // g, axis=-1).astype(np.float32)
 
 
-BEAM_MARGIN = 256  # samples kept before the new ones, so the circular beamforming wraps outside them
-
-
-def beams_of_new(samples: np.ndarray, new: int, array, units: np.ndarray, rate: int,
-                 speed_of_sound: float = 343.0) -> np.ndarray:
-    """Beams (n_dirs, new) of the last ``new`` samples of (n_mics, n) ``samples``, formed over
-    those and up to BEAM_MARGIN samples before them (successive updates' beams join up);
-    fewer when ``samples`` is shorter. On an ambisonic array (AmbiX channels) the beams are
-    max-DI beams of its order (hypercardioids at first order: (1, 3y, 3z, 3x) / 4), unit gain
-    toward their direction."""
-    new = min(new, samples.shape[1])
-    units = np.atleast_2d(units)
-    if array.ambisonic:
-        return (max_di_beams(array.order, units) @ samples[:, -new:]).astype(np.float32)
-    tail = samples[:, -min(samples.shape[1], new + BEAM_MARGIN):]
-    return delay_and_sum(tail, array.positions, units, rate, speed_of_sound)[:, -new:]
-
-
 def mono_mix(array, samples: np.ndarray) -> np.ndarray:
     """The array's omnidirectional signal: the microphones' mean, or W on an ambisonic array."""
     return samples[0] if array.ambisonic else samples.mean(axis=0)
-
-
-def delay_and_sum(samples: np.ndarray, positions: np.ndarray, units: np.ndarray, rate: int,
-                  speed_of_sound: float = 343.0) -> np.ndarray:
-    """Beams (n_dirs, n) of (n_mics, n) samples toward unit vectors ``units`` (n_dirs, 3):
-    each microphone advanced by its plane-wave delay (fractional, in the frequency domain)."""
-    n = samples.shape[1]
-    spec = np.fft.rfft(samples, axis=1)  # (n_mics, n_freq)
-    f = np.fft.rfftfreq(n, 1.0 / rate)
-    tau = (units @ positions.T) / speed_of_sound  # (n_dirs, n_mics): how much earlier each mic hears it
-    steer = np.exp(-2j * np.pi * f[None, None, :] * tau[:, :, None])  # delay the early microphones
-    return np.fft.irfft(np.mean(spec[None] * steer, axis=1), n, axis=1).astype(np.float32)

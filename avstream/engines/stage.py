@@ -2,7 +2,8 @@
 map in; the learned map and mask over the picture and speech probabilities out.
 
 - Speech (silero-vad, shipped): a probability for the update's mono mix (``Heatmap.speech``)
-  and for each reported source's delay-and-sum beam (``Peak.speech``).
+  and for each reported source's beam (``Peak.speech``; separate.beams: masked among the
+  update's sources as the per-source audio is among the tracks).
 - Audio-visual engine (``engine.path``): a map over the picture and a mask of the sounding
   object, both on ``Heatmap.picture``. The map is gated off (not computed) while the mono mix
   is quieter than ``engine.gate_db``: a visual model lights up the usual sounding object even
@@ -17,22 +18,24 @@ import numpy as np
 from ..errors import ConfigError, InputError
 from ..frames import PictureMaps
 from ..geometry.grids import to_unit
-from .speech import BEAM_MARGIN, CHUNK, CONTEXT, RATE, SpeechDetector, beams_of_new, mono_mix, to_16k
+from ..separate.beams import FRAME, masked_beams
+from .speech import CHUNK, CONTEXT, RATE, SpeechDetector, mono_mix, to_16k
 
 log = logging.getLogger(__name__)
 
 class EngineStage:
     """Runs the configured engines for each update (see the module docstring)."""
 
-    def __init__(self, array, sample_rate, speech=None, av=None, n_sources=3, gate_db=-55.0, speed_of_sound=343.0):
-        self.array, self.sample_rate = array, int(sample_rate)
+    def __init__(self, array, sample_rate, speech=None, av=None, n_sources=3, gate_db=-55.0, speed_of_sound=343.0,
+                 mask=4.0):
+        self.array, self.sample_rate, self.mask = array, int(sample_rate), float(mask)
         self.speech, self.av = speech, av
         self.gate_db, self.c = gate_db, speed_of_sound
         self.n_sources = n_sources
         need = 0
         if speech is not None:
-            # new samples of an update at the array's rate, plus the beams' margin
-            need = int(np.ceil((CHUNK + CONTEXT) * self.sample_rate / RATE)) + BEAM_MARGIN
+            # new samples of an update at the array's rate, plus a frame of context for the beams
+            need = int(np.ceil((CHUNK + CONTEXT) * self.sample_rate / RATE)) + FRAME
         if av is not None:
             need = max(need, int(np.ceil(av.audio_samples * self.sample_rate / av.sample_rate)))
         self.keep_samples = need
@@ -62,7 +65,8 @@ class EngineStage:
             av = AvEngine(e.path, e.backend, e.threads, e.precision, e.cache_dir)
         if speech is None and av is None:
             return None
-        return cls(array, sample_rate, speech, av, cfg.localize.sources, e.gate_db, cfg.localize.speed_of_sound)
+        return cls(array, sample_rate, speech, av, cfg.localize.sources, e.gate_db, cfg.localize.speed_of_sound,
+                   cfg.track.audio_mask)
 
     def describe(self) -> dict:
         out = {}
@@ -109,7 +113,7 @@ class EngineStage:
         signals[0] = mono_mix(self.array, x[:, -new:])
         if n_src:
             units = to_unit([p.azimuth_deg for p in hm.peaks[:n_src]], [p.elevation_deg for p in hm.peaks[:n_src]])
-            signals[1:1 + n_src] = beams_of_new(x, new, self.array, units, self.sample_rate, self.c)
+            signals[1:1 + n_src] = masked_beams(x, new, self.array, units, self.sample_rate, self.mask, self.c)
         new_16k = to_16k(signals, self.sample_rate)
         p = self.speech.process(new_16k)
         if np.isfinite(p[0]):

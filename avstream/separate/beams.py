@@ -1,6 +1,7 @@
 """Per-source audio: a beam toward each track, sharpened by a time-frequency mask, update by update.
 
-What a robot's speech recognizer listens to. Every update, each reported track gets the
+What a robot's speech recognizer listens to (and what the speech engine labels per source,
+engines.stage, with the update's peaks for tracks). Every update, each reported track gets the
 update's new samples as seen by a beam toward it: on a microphone array a delay-and-sum beam
 (each microphone advanced by the plane-wave delay of the track's direction), on an ambisonic
 array a max-DI beam of its order (a hypercardioid at first order). The beams of successive
