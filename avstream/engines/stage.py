@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import ConfigError, InputError
 from ..frames import PictureMaps
 from ..geometry.grids import to_unit
-from ..separate.beams import FRAME, masked_beams
+from ..separate.beams import frame_samples, masked_beams
 from .speech import CHUNK, CONTEXT, RATE, SpeechDetector, mono_mix, to_16k
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class EngineStage:
         need = 0
         if speech is not None:
             # new samples of an update at the array's rate, plus a frame of context for the beams
-            need = int(np.ceil((CHUNK + CONTEXT) * self.sample_rate / RATE)) + FRAME
+            need = int(np.ceil((CHUNK + CONTEXT) * self.sample_rate / RATE)) + frame_samples(self.sample_rate)
         if av is not None:
             need = max(need, int(np.ceil(av.audio_samples * self.sample_rate / av.sample_rate)))
         self.keep_samples = need

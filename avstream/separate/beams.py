@@ -9,7 +9,7 @@ updates join into one continuous signal per track at the array's sample rate.
 
 A beam alone passes other directions attenuated only by the array's directivity: little on a
 4-mic array below a few kHz. So with several tracks the beams are formed per STFT bin
-(sqrt-Hann frames of ``FRAME`` samples, hop ``FRAME / 2``) and each bin of track k's beam is
+(sqrt-Hann frames of 32 ms, half overlap) and each bin of track k's beam is
 kept by the mask (|B_k|^2 / max_j |B_j|^2) ** ``mask``: speech is sparse in time-frequency
 (W-disjoint orthogonality, as tf_sparse uses it), so a bin where another track's beam is
 louder belongs to that source and is attenuated; a bin where every beam is about as loud (low
@@ -24,32 +24,35 @@ import scipy.fft
 from ..geometry.arrays import max_di_beams
 from ..geometry.grids import to_unit
 
-FRAME = 512  # samples per STFT frame of the masked beams
-HOP = FRAME // 2  # sqrt-Hann frames at half overlap: analysis x synthesis windows sum to 1
+FRAME_S = 0.032  # the masks' STFT frames (512 samples at 16 kHz), at half overlap
 
 
-def _window():
-    return np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(FRAME) / FRAME)).astype(np.float32)  # sqrt periodic Hann
+def frame_samples(rate) -> int:
+    """Samples per STFT frame of the masked beams at ``rate`` (even: sqrt-Hann frames at half
+    overlap, whose analysis x synthesis windows sum to 1)."""
+    return 2 * int(round(FRAME_S * rate / 2))
 
 
 def masked_beams(samples, new, array, units, rate, mask=4.0, speed_of_sound=343.0):
     """(n_tracks, new) float32: the last ``new`` samples of beams toward ``units`` (n_tracks, 3)
-    of ``samples`` (n_channels, n), each STFT bin weighted by the mask above. Up to FRAME samples
-    before the new ones give the first frames their context; the frames over the last samples
-    are zero-padded beyond them (the next update recomputes those samples' neighbours, not
-    them)."""
+    of ``samples`` (n_channels, n), each STFT bin weighted by the mask above. Up to a frame of
+    samples before the new ones gives the first frames their context; the frames over the last
+    samples are zero-padded beyond them (the next update recomputes those samples' neighbours,
+    not them)."""
+    frame = frame_samples(rate)
+    hop = frame // 2
     units = np.atleast_2d(units)
     new = min(new, samples.shape[1])
-    seg = samples[:, -min(samples.shape[1], new + FRAME):]
+    seg = samples[:, -min(samples.shape[1], new + frame):]
     lead = seg.shape[1] - new
-    seg = np.pad(seg.astype(np.float32, copy=False), ((0, 0), (FRAME - lead, FRAME)))  # new samples at [FRAME, FRAME + new)
-    win = _window()
-    frames = np.lib.stride_tricks.sliding_window_view(seg, FRAME, axis=1)[:, ::HOP] * win  # (channels, frames, FRAME)
+    seg = np.pad(seg.astype(np.float32, copy=False), ((0, 0), (frame - lead, frame)))  # new samples at [frame, frame + new)
+    win = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(frame) / frame)).astype(np.float32)  # sqrt periodic Hann
+    frames = np.lib.stride_tricks.sliding_window_view(seg, frame, axis=1)[:, ::hop] * win  # (channels, frames, frame)
     spec = scipy.fft.rfft(frames, axis=-1).transpose(2, 0, 1)  # (bins, channels, frames), complex64
     if array.ambisonic:
         beams = max_di_beams(array.order, units).astype(np.complex64) @ spec  # (bins, tracks, frames)
     else:
-        f = np.fft.rfftfreq(FRAME, 1.0 / rate).astype(np.float32)
+        f = np.fft.rfftfreq(frame, 1.0 / rate).astype(np.float32)
         tau = units @ array.positions.T / speed_of_sound  # (tracks, mics): how much earlier each mic hears it
         phase = (2 * np.pi) * f[:, None, None] * tau[None].astype(np.float32)  # (bins, tracks, mics)
         beams = ((np.cos(phase) - 1j * np.sin(phase)) / len(array.positions)).astype(np.complex64) @ spec
@@ -57,13 +60,13 @@ def masked_beams(samples, new, array, units, rate, mask=4.0, speed_of_sound=343.
         power = beams.real ** 2 + beams.imag ** 2
         beams *= (power / np.maximum(power.max(axis=1, keepdims=True), 1e-30)) ** mask
     beams = beams.transpose(1, 2, 0)  # (tracks, frames, bins)
-    frames = scipy.fft.irfft(beams, FRAME, axis=-1) * win  # (tracks, frames, FRAME)
+    frames = scipy.fft.irfft(beams, frame, axis=-1) * win  # (tracks, frames, frame)
     out = np.zeros((len(units), seg.shape[1]), np.float32)
     norm = np.zeros(seg.shape[1], np.float32)
     for i in range(frames.shape[1]):
-        out[:, i * HOP:i * HOP + FRAME] += frames[:, i]
-        norm[i * HOP:i * HOP + FRAME] += win * win
-    return (out[:, FRAME:FRAME + new] / np.maximum(norm[FRAME:FRAME + new], 1e-12)).astype(np.float32)
+        out[:, i * hop:i * hop + frame] += frames[:, i]
+        norm[i * hop:i * hop + frame] += win * win
+    return (out[:, frame:frame + new] / np.maximum(norm[frame:frame + new], 1e-12)).astype(np.float32)
 
 
 class SourceAudio:
@@ -87,7 +90,7 @@ class SourceAudio:
     def __init__(self, array, sample_rate, new_samples, window_samples, speed_of_sound=343.0, mask=4.0):
         self.array, self.sample_rate, self.c = array, int(sample_rate), float(speed_of_sound)
         self.mask = float(mask)
-        self.keep_samples = int(new_samples) + FRAME
+        self.keep_samples = int(new_samples) + frame_samples(sample_rate)
         self.window_samples = int(window_samples)
 
     def process(self, hm, win) -> None:
