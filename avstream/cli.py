@@ -56,7 +56,7 @@ def _add_common(p, grid_default=None):
                                   "hemisphere:N (z >= 0), fov:H,V:COLS,ROWS (azimuth/elevation rectangle "
                                   "centred on +x) or camera:BLOCK (one cell per BLOCK-pixel block of the camera "
                                   "picture); default: camera:10 with a camera, else sphere:2562")
-    p.add_argument("--method", help="localization method: auto (default: tf_sparse on arrays of up to 4 "
+    p.add_argument("--method", help="localization method: auto (default: tf_sparse on arrays of up to 8 "
                                     "microphones, srp_phat on larger ones), srp_phat, tf_sparse, mvdr, music or clean_sc; "
                                     "options with --set localize.<method>.<option>=VALUE (README, Methods)")
     p.add_argument("--sources", type=int, help="at most this many sources per update (default 3): a peak is "

@@ -244,15 +244,16 @@ class PwdOptions:
 
 METHODS = ("srp_phat", "tf_sparse", "mvdr", "music", "clean_sc", "intensity", "pwd")  # the localizers (avstream/localize)
 AUTO_METHODS = ("tf_sparse", "srp_phat", "intensity")  # what method auto picks from (LocalizeConfig.resolve)
-AUTO_MAX_MICS = 4  # auto: tf_sparse on arrays of at most this many microphones, else srp_phat  # the localizers (avstream/localize); each has its options section
+AUTO_MAX_MICS = 8  # auto: tf_sparse on arrays of at most this many microphones, else srp_phat  # the localizers (avstream/localize); each has its options section
 
 
 @dataclass(frozen=True)
 class LocalizeConfig:
     # auto | one of METHODS; a method's options are localize.<method>.*. auto: tf_sparse on arrays
-    # of up to 4 microphones (on the real two-loudspeaker ReSpeaker recordings it keeps both
-    # talkers in 89-96% of updates, SRP-PHAT in 17-37%), srp_phat on larger arrays (on
-    # pyroomacoustics scenes with 7 and 16 microphones it finds more sources than tf_sparse);
+    # of up to 8 microphones (on the real two-loudspeaker ReSpeaker recordings it keeps both
+    # talkers in 95-100% of updates, SRP-PHAT in 48-54%; on the simulated UMA-8 rooms it is
+    # better for talkers and two noise sources, worse for three), srp_phat on larger arrays (on
+    # UMA-16 rooms it finds broadband noise sources far better, talkers about as well);
     # intensity on ambisonic arrays (at every order: music at orders 2-3 tracks two talkers
     # better, but also a talker's floor reflection; README, Ambisonic microphones)
     method: Literal[("auto",) + METHODS] = "auto"
