@@ -1,14 +1,15 @@
 """The README's table of methods on simulated rooms: recall@10 of the tracks, per method.
 
     .venv/bin/python scripts/sources_table.py [--arrays respeaker_4mic_hat,minidsp_uma8]
-        [--methods srp_phat,tf_sparse,mvdr,music] [--kinds speech,noise] [--counts 2,3] [--scenes 3]
+        [--methods srp_phat,tf_sparse,mvdr,music] [--kinds speech,noise,dry] [--counts 2,3] [--scenes 3]
 
 Scenes: pyroomacoustics shoebox rooms (tests/simulate.py), seeded: RT60 uniform in 0.3-0.7 s,
 SNR 5-20 dB, sources 1.5 m away at elevation 10-30 degrees, each next source 30-90 degrees of
-azimuth from the one before, 3 s; real speech from tests/data (one talker per source) or white
+azimuth from the one before, 3 s; real speech from tests/data (one talker per source), white
 noise, or ("dry") espeak-ng speech as avstream.bench makes it (the real speech is a loudspeaker
-recorded in a room: its own reverberation and background make it far less sparse). Score: per update after the first second, the share of true sources with a reported
-track within 10 degrees (in azimuth on a planar array), averaged over updates and scenes.
+recorded in a room: its own reverberation and background make it far less sparse). Score: per
+update after the first second, the share of true sources with a reported track within 10 degrees
+(in azimuth on a planar array), averaged over updates and scenes.
 Needs the test extras (pyroomacoustics); prints a markdown table and, per scene, the figures.
 """
 from __future__ import annotations
