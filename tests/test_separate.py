@@ -212,3 +212,46 @@ def test_the_time_frequency_mask_separates_two_talkers_better_than_the_beams(tmp
             sir[mask, k] = _sir(y[valid], images[k][valid], images[1 - k][valid])
     print({k: round(v, 1) for k, v in sir.items()})
     assert sir[None, 0] >= sir[0.0, 0] + 1.0 and sir[None, 1] >= sir[0.0, 1] + 1.0, sir
+
+
+@pytest.mark.parametrize("name,rate", [("respeaker_4mic_hat", 16000), ("minidsp_uma8", 48000)])
+def test_a_plane_wave_comes_out_of_its_track_whole_across_updates(name, rate):
+    """Physics ground truth: a plane wave of noise band-limited to 0.9 of Nyquist (as a
+    microphone's anti-aliasing filter leaves it; each microphone the signal advanced by its
+    delay u . r / c, in the frequency domain), cut into updates as the pipeline sees them. The
+    audio of a track toward the wave, joined over the updates, is the signal itself (a second
+    track elsewhere and the default mask take nothing from it: a beam toward a lone wave is
+    always the loudest) at every sample, including where updates join: within 2% of the
+    signal's RMS (measured 1.1% and 0.7%; without the lookahead the last samples of every
+    update were off by up to 0.87 and 0.76 of the RMS)."""
+    from types import SimpleNamespace
+
+    from avstream.separate.beams import SourceAudio
+
+    a = load_array(name)
+    n, new, window = 8 * rate // 10, 4 * (rate // 62), 1280
+    f = np.fft.rfftfreq(2 * n, 1.0 / rate)
+    spec = np.fft.rfft(np.random.default_rng(7).standard_normal(2 * n))
+    spec[f > 0.45 * rate] = 0.0
+    s = np.fft.irfft(spec, 2 * n)
+    u = np.array([np.cos(0.3), np.sin(0.3), 0.2])
+    u /= np.linalg.norm(u)
+    tau = a.positions @ u / 343.0  # how much earlier each microphone hears it
+    x = np.fft.irfft(np.fft.rfft(s)[None] * np.exp(2j * np.pi * f[None] * tau[:, None]), 2 * n, axis=1)[:, :n]
+    x = x.astype(np.float32)
+    sep = SourceAudio(a, rate, new, window)
+    track = lambda i, v: SimpleNamespace(id=i, azimuth_deg=np.degrees(np.arctan2(v[1], v[0])),  # noqa: E731
+                                         elevation_deg=np.degrees(np.arcsin(v[2])))
+    tracks = [track(1, u), track(2, np.array([-u[1], u[0], 0.0]) / np.hypot(u[0], u[1]))]
+    out = np.full(n, np.nan)
+    for end in range(sep.keep_samples, n + 1, new):
+        win = SimpleNamespace(samples=x[:, end - sep.keep_samples:end], new_samples=new, t=(end - window) / rate,
+                              stamp_at=lambda t: t)
+        hm = SimpleNamespace(tracks=tracks)
+        sep.process(hm, win)
+        start = int(round(hm.source_audio_t * rate))
+        out[start:start + len(hm.source_audio[1])] = hm.source_audio[1]
+    got = ~np.isnan(out)
+    assert got.sum() >= n // 2 and np.all(got[np.argmax(got):np.argmax(got) + got.sum()])  # one unbroken stream
+    err = np.abs(out[got] - s[:n][got])
+    assert err.max() <= 0.02 * np.std(s), (err.max(), np.argmax(err) % new)

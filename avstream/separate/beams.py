@@ -5,7 +5,8 @@ engines.stage, with the update's peaks for tracks). Every update, each reported 
 update's new samples as seen by a beam toward it: on a microphone array a delay-and-sum beam
 (each microphone advanced by the plane-wave delay of the track's direction), on an ambisonic
 array a max-DI beam of its order (a hypercardioid at first order). The beams of successive
-updates join into one continuous signal per track at the array's sample rate.
+updates join into one continuous signal per track at the array's sample rate, a few samples
+behind the newest (the array's largest delay plus 2 ms: what a beam's last samples need).
 
 A beam alone passes other directions attenuated only by the array's directivity: little on a
 4-mic array below a few kHz. So with several tracks the beams are formed per STFT bin
@@ -25,6 +26,7 @@ from ..geometry.arrays import max_di_beams
 from ..geometry.grids import to_unit
 
 FRAME_S = 0.032  # the masks' STFT frames (512 samples at 16 kHz), at half overlap
+LOOKAHEAD_S = 0.002  # per-source audio lags the newest sample by the array's largest delay and this
 
 
 def frame_samples(rate) -> int:
@@ -33,18 +35,21 @@ def frame_samples(rate) -> int:
     return 2 * int(round(FRAME_S * rate / 2))
 
 
-def masked_beams(samples, new, array, units, rate, mask=4.0, speed_of_sound=343.0):
-    """(n_tracks, new) float32: the last ``new`` samples of beams toward ``units`` (n_tracks, 3)
-    of ``samples`` (n_channels, n), each STFT bin weighted by the mask above. Up to a frame of
-    samples before the new ones gives the first frames their context; the frames over the last
-    samples are zero-padded beyond them (the next update recomputes those samples' neighbours,
-    not them)."""
+def masked_beams(samples, new, array, units, rate, mask=4.0, speed_of_sound=343.0, lookahead=0):
+    """(n_tracks, new) float32: beams toward ``units`` (n_tracks, 3) of ``samples`` (n_channels,
+    n), each STFT bin weighted by the mask above, over the ``new`` samples that end ``lookahead``
+    samples before the last (fewer when ``samples`` is shorter). Up to a frame of samples before
+    them gives the first frames their context; beyond the last sample the frames are
+    zero-padded. A delay-and-sum beam advances the microphones that hear a wave late, so its
+    last samples need samples that have not come yet: without a lookahead of a few samples
+    beyond the array's largest delay they come out wrong, and successive updates click where
+    they join."""
     frame = frame_samples(rate)
     hop = frame // 2
     units = np.atleast_2d(units)
-    new = min(new, samples.shape[1])
-    seg = samples[:, -min(samples.shape[1], new + frame):]
-    lead = seg.shape[1] - new
+    new = max(0, min(new, samples.shape[1] - lookahead))
+    seg = samples[:, -min(samples.shape[1], new + lookahead + frame):]
+    lead = seg.shape[1] - new - lookahead
     seg = np.pad(seg.astype(np.float32, copy=False), ((0, 0), (frame - lead, frame)))  # new samples at [frame, frame + new)
     win = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(frame) / frame)).astype(np.float32)  # sqrt periodic Hann
     frames = np.lib.stride_tricks.sliding_window_view(seg, frame, axis=1)[:, ::hop] * win  # (channels, frames, frame)
@@ -90,16 +95,20 @@ class SourceAudio:
     def __init__(self, array, sample_rate, new_samples, window_samples, speed_of_sound=343.0, mask=4.0):
         self.array, self.sample_rate, self.c = array, int(sample_rate), float(speed_of_sound)
         self.mask = float(mask)
-        self.keep_samples = int(new_samples) + frame_samples(sample_rate)
+        # the array's largest delay (none for ambisonics) and 2 ms for the fractional delays' tails
+        reach = 0.0 if array.ambisonic else float(np.max(np.linalg.norm(array.positions, axis=1))) / self.c
+        self.lookahead = int(np.ceil((reach + LOOKAHEAD_S) * self.sample_rate))
+        self.keep_samples = int(new_samples) + self.lookahead + frame_samples(sample_rate)
         self.window_samples = int(window_samples)
 
     def process(self, hm, win) -> None:
-        if not hm.tracks or win.samples is None or win.new_samples <= 0:
+        new = min(win.new_samples, win.samples.shape[1] - self.lookahead) if win.samples is not None else 0
+        if not hm.tracks or new <= 0:
             hm.source_audio = {}
             return
-        new = min(win.new_samples, win.samples.shape[1])
-        hm.source_audio_t = win.t + (self.window_samples - new) / self.sample_rate
+        # the update's audio ends self.lookahead samples before its newest sample
+        hm.source_audio_t = win.t + (self.window_samples - self.lookahead - new) / self.sample_rate
         hm.source_audio_stamp = win.stamp_at(hm.source_audio_t)
         units = to_unit([t.azimuth_deg for t in hm.tracks], [t.elevation_deg for t in hm.tracks])
-        beams = masked_beams(win.samples, new, self.array, units, self.sample_rate, self.mask, self.c)
+        beams = masked_beams(win.samples, new, self.array, units, self.sample_rate, self.mask, self.c, self.lookahead)
         hm.source_audio = {t.id: beams[k] for k, t in enumerate(hm.tracks)}
