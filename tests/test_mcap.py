@@ -173,6 +173,22 @@ def test_run_record_cli(tmp_path):
     assert stamps == sorted(stamps) and abs(stamps[0] / 1e9 - __import__("time").time()) < 120  # UNIX epoch
 
 
+def test_no_serializer_is_generated_while_a_run_records(tmp_path):
+    """rosbags generates a type's CDR code on its first use, about 0.2 s for our topics: paid on
+    a live run's first update it put the run behind real time (updates skipped at the start of
+    every recorded run). The typestore is made once per distro with every topic's code, so
+    writing a recording with tracks, per-track audio and the overlay generates none."""
+    from avstream.sinks.ros_format import typestore
+
+    ts = typestore("jazzy")
+    assert typestore("jazzy") is ts  # one per process: the ROS sinks of a run share its code
+    before = set(ts.cache)
+    path, keep, _ = record(tmp_path, seconds=2.0)
+    topics = by_topic(path)
+    assert any("source_audio/track_" in t for t in topics) and "/avstream/overlay/image" in topics, sorted(topics)
+    assert set(ts.cache) == before
+
+
 def test_recording_split_by_size(tmp_path):
     """--record-split-mb: rec_0.mcap, rec_1.mcap, ... each a whole file (its own /tf_static
     first), together every update once and in order, each but the last past the size."""

@@ -45,6 +45,7 @@ array frame.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,10 +114,13 @@ DISTROS = ("humble", "iron", "jazzy", "kilted")
 DIAGNOSTICS_PERIOD_S = 1.0  # /diagnostics at most this often (by capture time), whatever the update rate
 
 
+@functools.cache
 def typestore(distro: str = "jazzy"):
-    from rosbags.typesys import Stores, get_typestore
-
-    from rosbags.typesys import get_types_from_msg
+    """The rosbags typestore of ``distro`` with the vision and audio messages, one per process,
+    every topic's (de)serializers compiled: rosbags generates them on a type's first use, some
+    0.2 s of Python for our topics, which on the first update of a live run would put it behind
+    real time (two ROS sinks paid it twice and skipped updates at the start)."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     if distro not in DISTROS:
         raise ValueError(f"unknown ROS 2 distro '{distro}' (known: {', '.join(DISTROS)})")
@@ -127,6 +131,8 @@ def typestore(distro: str = "jazzy"):
             found.update(get_types_from_msg(text, name))
     if found:
         ts.register(found)
+    for typename in sorted({typename for _, typename, _ in TOPICS.values()}):
+        ts.get_msgdef(typename)
     return ts
 
 
