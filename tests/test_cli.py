@@ -271,6 +271,40 @@ def test_first_run_compiles_before_capture(tmp_path):
     assert summary["updates"] >= 25, summary
 
 
+_SCIPY_SIGNAL_ON_A_FILE_RUN = """
+import sys
+from avstream.config import load_config
+from avstream.pipeline import Pipeline
+from avstream.sinks.base import Sink
+
+class Null(Sink):
+    def write(self, heatmap):
+        pass
+
+pipe = Pipeline(load_config(None, {"array": "respeaker_4mic_hat", "source.kind": "file", "source.path": sys.argv[1],
+                                   "camera.source": "none"}), [Null()])
+summary = pipe.run_sync()
+print(summary["updates"], "scipy.signal" in sys.modules)
+"""
+
+
+def test_a_run_from_a_file_does_not_import_scipy_signal(scene_wav):
+    """A run from a file (or a device) at the array's rate leaves scipy.signal out: importing
+    it takes about a second, which every start of the node paid for a window formula and
+    imports that only resampling and the synthetic talker need."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    wav, _ = scene_wav
+    p = subprocess.run([sys.executable, "-c", _SCIPY_SIGNAL_ON_A_FILE_RUN, str(wav)], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=str(ROOT), timeout=300)
+    assert p.returncode == 0, p.stderr
+    updates, imported = p.stdout.split()
+    assert int(updates) > 0 and imported == "False", p.stdout
+
+
 _COMPILES_AFTER_WARM_UP = """
 import sys
 from numba.core import event

@@ -6,7 +6,6 @@ from math import gcd
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from ..errors import InputError
 from .base import AudioSource
@@ -64,6 +63,8 @@ class FileSource(AudioSource):
         if self.declared_frames > self._sf.frames:
             self._note_truncated(self._sf.frames)
         if target_rate and target_rate != self.file_rate:
+            from scipy.signal import resample_poly  # imported here: a second that only resampling needs
+
             log.info("%s is %d Hz, array %s is %d Hz: resampling to %d Hz", path, self.file_rate, array.name,
                      target_rate, target_rate)
             x = self._read_all()

@@ -9,7 +9,6 @@ then written in the array's own convention, FuMa for a FuMa array).
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import butter, sosfilt, sosfilt_zi
 
 from ..geometry.arrays import harmonics
 from ..geometry.grids import fibonacci_sphere, to_unit
@@ -26,6 +25,9 @@ class _Signal:
         self.kind, self.rate, self.f, self.rng = kind, rate, frequency, rng
         self.phase = 0.0
         if kind == "speech":
+            from scipy.signal import butter, sosfilt, sosfilt_zi  # here: a second of import only speech needs
+
+            self._sosfilt = sosfilt
             self.sos = butter(4, [300, 3400], btype="band", fs=rate, output="sos")
             self.zi = sosfilt_zi(self.sos) * 0.0
             self.burst_left = 0
@@ -40,7 +42,7 @@ class _Signal:
             self.phase = float((t[-1] + 2 * np.pi * self.f / self.rate) % (2 * np.pi))
             return np.sqrt(2.0) * np.sin(t)
         # speech-like: band-limited noise in syllable bursts (150-400 ms on, 80-300 ms off)
-        y, self.zi = sosfilt(self.sos, self.rng.standard_normal(n), zi=self.zi)
+        y, self.zi = self._sosfilt(self.sos, self.rng.standard_normal(n), zi=self.zi)
         gate = np.empty(n)
         i = 0
         while i < n:
@@ -115,20 +117,25 @@ class SyntheticScene(AudioSource):
         az = (s.azimuth_deg + s.azimuth_rate_deg_s * t + 180.0) % 360.0 - 180.0
         return az, s.elevation_deg
 
-    def _diffuse_noise(self, rng, rms, seconds):
-        """A seamless loop of isotropic noise: 64 plane waves, circular delays by FFT."""
+    def _diffuse_noise(self, rng, rms, seconds, chunk=128):
+        """A seamless loop of isotropic noise: 64 plane waves, circular delays by FFT. Each
+        wave's phase ramp over frequency is built a chunk at a time from the ramp of the first
+        ``chunk`` bins times the chunk's first phase (some 0.1 s on UMA-16, where one complex
+        exponential per microphone, wave and bin took 0.8 s of every demo's start)."""
         n = int(seconds * self.sample_rate)
         freqs = np.fft.rfftfreq(n, 1.0 / self.sample_rate)
-        spec = np.zeros((self.array.n_mics, len(freqs)), dtype=np.complex128)
         waves = fibonacci_sphere(64)
-        sh = harmonics(self.array.order, waves) if self.ambisonic else None
-        for w, u in enumerate(waves):
-            s = np.fft.rfft(rng.standard_normal(n))
-            if self.ambisonic:
-                spec += s[None, :] * sh[w][:, None]
-                continue
-            tau = -(self.array.positions @ u) / self.c
-            spec += s[None, :] * np.exp(-2j * np.pi * freqs[None, :] * tau[:, None])
+        s = np.fft.rfft(rng.standard_normal((len(waves), n)), axis=1)  # (waves, bins)
+        if self.ambisonic:
+            spec = harmonics(self.array.order, waves).T @ s
+        else:
+            tau = -(self.array.positions @ waves.T) / self.c  # (mics, waves)
+            ramp = np.exp(-2j * np.pi * np.outer(freqs[:chunk], tau.ravel())).reshape(-1, *tau.shape)
+            spec = np.empty((self.array.n_mics, len(freqs)), dtype=np.complex128)
+            for a in range(0, len(freqs), chunk):
+                b = min(a + chunk, len(freqs))
+                first = np.exp(-2j * np.pi * freqs[a] * tau)
+                spec[:, a:b] = np.einsum("fmw,wf->mf", ramp[:b - a] * first, s[:, a:b])
         x = np.fft.irfft(spec, n)
         return (x * rms / np.sqrt(np.mean(x ** 2))).astype(np.float32)
 
