@@ -29,6 +29,7 @@ from avstream.config import load_config  # noqa: E402
 from avstream.frames import AudioBlock  # noqa: E402
 from avstream.geometry.grids import angular_distance_deg, to_unit  # noqa: E402
 from avstream.pipeline import Pipeline  # noqa: E402
+from sources_table import add_run_args, run_args  # noqa: E402  (scripts/, beside this file)
 
 FS = 16000
 HOP = 256
@@ -72,13 +73,9 @@ def score(x, az, el, method, overrides=None):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--talkers", default="2,3")
-    ap.add_argument("--methods", default="intensity,music,mvdr")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides for every run")
+    add_run_args(ap, "intensity,music,mvdr")
     a = ap.parse_args(argv)
-    import yaml
-
-    over = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)}
-    methods = a.methods.split(",")
+    methods, over = run_args(a)
     print("| talkers | " + " | ".join(methods) + " |")
     print("|---|" + "---|" * len(methods))
     for count in map(int, a.talkers.split(",")):

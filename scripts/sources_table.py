@@ -74,19 +74,28 @@ def score(array_name, method, x, truth, overrides=None):
     return float(np.mean(tracks)), float(np.mean(peaks))
 
 
+def add_run_args(ap, methods):
+    """--methods (default ``methods``) and --set, shared with scripts/foa_table.py."""
+    ap.add_argument("--methods", default=methods)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides for every run")
+
+
+def run_args(a):
+    """(methods, config overrides) of parsed --methods and --set."""
+    import yaml
+
+    return a.methods.split(","), {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arrays", default="respeaker_4mic_hat,minidsp_uma8,minidsp_uma16")
-    ap.add_argument("--methods", default="srp_phat,tf_sparse,mvdr,music")
     ap.add_argument("--kinds", default="speech,noise", help="speech (real, recorded), dry (espeak-ng), noise")
     ap.add_argument("--counts", default="2,3")
     ap.add_argument("--scenes", type=int, default=3)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides for every run")
+    add_run_args(ap, "srp_phat,tf_sparse,mvdr,music")
     a = ap.parse_args(argv)
-    import yaml
-
-    over = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)}
-    methods = a.methods.split(",")
+    methods, over = run_args(a)
     print("| array | sources | " + " | ".join(methods) + " |")
     print("|---|---|" + "---|" * len(methods))
     for name in a.arrays.split(","):
