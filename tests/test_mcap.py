@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from helpers import Collect, run_cli
+from helpers import Collect, jsonl, run_cli
 
 from avstream.config import load_config
 from avstream.geometry.grids import to_unit
@@ -164,11 +164,16 @@ def test_mcap_cdr_decodes_with_rosbags(tmp_path):
 
 
 def test_run_record_cli(tmp_path):
+    """A live 1-s demo run records every update it ran (a loaded machine may skip some, which
+    the summary counts: how many is not this test's business), stamped in UNIX time."""
     path = tmp_path / "demo.mcap"
-    p = run_cli("run", "--duration", "1", "--record", path, "--no-status", timeout=120)
+    p = run_cli("run", "--duration", "1", "--record", path, "--jsonl", tmp_path / "o.jsonl", "--no-status",
+                timeout=120)
     assert p.returncode == 0, p.stderr
+    summary = jsonl((tmp_path / "o.jsonl").read_text())[-1]["summary"]
     topics = by_topic(path)
-    assert len(topics["/avstream/heatmap/image"]) >= 14
+    assert len(topics["/avstream/heatmap/image"]) == summary["updates"] > 0, summary
+    assert summary["updates"] + summary["skipped_updates"] >= 15, summary  # 1 s at 15.6 updates/s
     stamps = [m.log_time_ns for m in topics["/avstream/heatmap/image"]]
     assert stamps == sorted(stamps) and abs(stamps[0] / 1e9 - __import__("time").time()) < 120  # UNIX epoch
 
