@@ -24,15 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import numpy as np  # noqa: E402
 
-from avstream.bench import _Keep, _NoSource, _speech  # noqa: E402
-from avstream.config import load_config  # noqa: E402
-from avstream.frames import AudioBlock  # noqa: E402
+from avstream.bench import _speech  # noqa: E402
 from avstream.geometry.grids import angular_distance_deg, to_unit  # noqa: E402
-from avstream.pipeline import Pipeline  # noqa: E402
-from sources_table import add_run_args, run_args  # noqa: E402  (scripts/, beside this file)
+from sources_table import add_run_args, run_args, run_maps  # noqa: E402  (scripts/, beside this file)
 
 FS = 16000
-HOP = 256
 SECONDS = 4.0
 RT60S = (0.2, 0.4, 0.6)
 
@@ -54,16 +50,10 @@ def scene(count, rt60, seed):
 
 def score(x, az, el, method, overrides=None):
     """Per talker: share of late updates with a track within 10 degrees; median error."""
-    cfg = load_config(None, {"array": "ambix_foa", "localize.method": method, "source.block": HOP, "duration": None,
-                             "camera.source": "none", "engine.speech": "off", "localize.sources": 3,
-                             **(overrides or {})})
-    sink = _Keep()
-    pipe = Pipeline(cfg, [sink], source=_NoSource())
-    for i, k in enumerate(range(0, x.shape[1] - HOP + 1, HOP)):
-        pipe.process_block(AudioBlock(x[:, k:k + HOP], k, 0.0, i))
+    maps = run_maps("ambix_foa", method, x, {"localize.sources": 3, **(overrides or {})})
     truth = [to_unit(a, e) for a, e in zip(az, el)]
     err = []
-    for h in sink.maps[len(sink.maps) // 4:]:
+    for h in maps[len(maps) // 4:]:
         found = np.array([to_unit(t.azimuth_deg, t.elevation_deg) for t in h.tracks or []])
         err.append([float(np.min(angular_distance_deg(found, t))) if len(found) else 180.0 for t in truth])
     err = np.array(err)

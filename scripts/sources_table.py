@@ -58,7 +58,9 @@ def scene(array, kind, count, seed):
     return x, [to_unit(a, e) for a, e in zip(az, el)], dict(rt60=rt60, snr=snr, az=az)
 
 
-def score(array_name, method, x, truth, overrides=None):
+def run_maps(array_name, method, x, overrides=None):
+    """Every heatmap of ``method`` on the array's signals ``x`` fed block by block, without the
+    engines (shared with scripts/foa_table.py)."""
     arr = load_array(array_name)
     cfg = load_config(None, {"array": array_name, "localize.method": method, "source.block": HOP, "duration": None,
                              "camera.source": "none", "engine.speech": "off", **(overrides or {})})
@@ -68,7 +70,12 @@ def score(array_name, method, x, truth, overrides=None):
     pipe = Pipeline(cfg, [sink], source=_NoSource())
     for i, k in enumerate(range(0, full.shape[1] - HOP + 1, HOP)):
         pipe.process_block(AudioBlock(full[:, k:k + HOP], k, 0.0, i))
-    late = [h for h in sink.maps if h.t >= 1.0]
+    return sink.maps
+
+
+def score(array_name, method, x, truth, overrides=None):
+    arr = load_array(array_name)
+    late = [h for h in run_maps(array_name, method, x, overrides) if h.t >= 1.0]
     tracks = [_recall([to_unit(t.azimuth_deg, t.elevation_deg) for t in h.tracks or []], truth, arr) for h in late]
     peaks = [_recall([to_unit(p.azimuth_deg, p.elevation_deg) for p in h.peaks], truth, arr) for h in late]
     return float(np.mean(tracks)), float(np.mean(peaks))

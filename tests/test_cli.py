@@ -271,18 +271,25 @@ def test_first_run_compiles_before_capture(tmp_path):
     assert summary["updates"] >= 25, summary
 
 
+def run_script(script, *args, env=None):
+    """``python -c script args`` with the project on the path, from its root."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, cwd=str(ROOT), timeout=600)
+
+
 _SCIPY_SIGNAL_ON_A_FILE_RUN = """
 import sys
 from avstream.config import load_config
 from avstream.pipeline import Pipeline
-from avstream.sinks.base import Sink
-
-class Null(Sink):
-    def write(self, heatmap):
-        pass
+from avstream.sinks.base import NullSink
 
 pipe = Pipeline(load_config(None, {"array": "respeaker_4mic_hat", "source.kind": "file", "source.path": sys.argv[1],
-                                   "camera.source": "none"}), [Null()])
+                                   "camera.source": "none"}), [NullSink()])
 summary = pipe.run_sync()
 print(summary["updates"], "scipy.signal" in sys.modules)
 """
@@ -292,14 +299,8 @@ def test_a_run_from_a_file_does_not_import_scipy_signal(scene_wav):
     """A run from a file (or a device) at the array's rate leaves scipy.signal out: importing
     it takes about a second, which every start of the node paid for a window formula and
     imports that only resampling and the synthetic talker need."""
-    import subprocess
-    import sys
-
-    from helpers import ROOT
-
     wav, _ = scene_wav
-    p = subprocess.run([sys.executable, "-c", _SCIPY_SIGNAL_ON_A_FILE_RUN, str(wav)], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=str(ROOT), timeout=300)
+    p = run_script(_SCIPY_SIGNAL_ON_A_FILE_RUN, wav)
     assert p.returncode == 0, p.stderr
     updates, imported = p.stdout.split()
     assert int(updates) > 0 and imported == "False", p.stdout
@@ -310,11 +311,7 @@ import sys
 from numba.core import event
 from avstream.config import load_config
 from avstream.pipeline import Pipeline
-from avstream.sinks.base import Sink
-
-class Null(Sink):
-    def write(self, heatmap):
-        pass
+from avstream.sinks.base import NullSink
 
 compiled = []
 
@@ -327,7 +324,7 @@ class Watch(event.Listener):
 
 array, method, camera = sys.argv[1:4]
 pipe = Pipeline(load_config(None, {"array": array, "localize.method": method, "camera.source": camera,
-                                   "duration": 1.0}), [Null()])
+                                   "duration": 1.0}), [NullSink()])
 pipe.warm_up()
 event.register("numba:compile", Watch())
 pipe.run_sync()
@@ -343,15 +340,8 @@ def test_warm_up_compiles_every_kernel_a_run_needs(array, method, camera, tmp_pa
     (the cache is shared between the cases; loading from it is no compilation): a kernel
     first called with another array layout than its warm-up's compiled during the first
     second of a live run and cost updates (CI: 7 skipped)."""
-    import subprocess
-    import sys
-
-    from helpers import ROOT
-
     cache = tmp_path_factory.getbasetemp() / "numba-warm-up"
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
-    p = subprocess.run([sys.executable, "-c", _COMPILES_AFTER_WARM_UP, array, method, camera], capture_output=True,
-                       text=True, env=env, cwd=str(ROOT), timeout=600)
+    p = run_script(_COMPILES_AFTER_WARM_UP, array, method, camera, env={"NUMBA_CACHE_DIR": str(cache)})
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1] == "[]", p.stdout
 

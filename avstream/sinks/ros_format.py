@@ -114,12 +114,16 @@ DISTROS = ("humble", "iron", "jazzy", "kilted")
 DIAGNOSTICS_PERIOD_S = 1.0  # /diagnostics at most this often (by capture time), whatever the update rate
 
 
-@functools.cache
 def typestore(distro: str = "jazzy"):
     """The rosbags typestore of ``distro`` with the vision and audio messages, one per process,
     every topic's (de)serializers compiled: rosbags generates them on a type's first use, some
     0.2 s of Python for our topics, which on the first update of a live run would put it behind
     real time (two ROS sinks paid it twice and skipped updates at the start)."""
+    return _typestore(distro)  # cached by the distro's name, however the caller passed it
+
+
+@functools.cache
+def _typestore(distro: str):
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     if distro not in DISTROS:
