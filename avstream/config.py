@@ -315,8 +315,9 @@ class TrackConfig:
     enabled: bool = True
     gate_deg: float = 20.0  # a peak further than this from a track's prediction is not that track's
     measurement_deg: float = 5.0  # standard deviation of a peak's direction
-    accel_deg_s2: float = 20.0  # process noise: angular acceleration of a source (60 let one stray peak set a
-    # velocity that carried a track off its source; scripts/sources_table.py, 5 rooms a row: recall +0.0-0.1)
+    accel_deg_s2: float = 10.0  # process noise: angular acceleration of a source (a stray peak sets less of a
+    # velocity that carries a track off its source; scripts/sources_table.py, 5 rooms a row: 60 -> 20 gained
+    # 0.0-0.1 of recall, 20 -> 10 another 0.0-0.08 on the default methods; a source at 20 deg/s is still followed)
     confirm: float = 0.8  # a track is reported (and named) once its probability reaches this
     silence_s: float = 2.5  # a track lives through silences this long, keeping its id
     min_age_s: float = 0.3  # ... and has lived this long (a ghost of the first updates dies unnamed)
