@@ -63,9 +63,11 @@ def _add_common(p, grid_default=None):
                                                "reported only with the evidence of a source")
     p.add_argument("--no-tracking", action="store_true", help="report the peaks of each update only, no tracks")
     p.add_argument("--band", help="band LO,HI in Hz (default 300,6000)")
-    p.add_argument("--frame", type=int, help="STFT frame in samples (default 512)")
-    p.add_argument("--hop", type=int, help="STFT hop in samples (default 256)")
-    p.add_argument("--update-frames", type=int, help="STFT frames per heatmap update (default 4)")
+    p.add_argument("--frame", type=int, help="STFT frame in samples (default 512; on an ambisonic array 8 ms: "
+                                             "128 samples at 16 kHz)")
+    p.add_argument("--hop", type=int, help="STFT hop in samples (default 256; on an ambisonic array 4 ms)")
+    p.add_argument("--update-frames", type=int, help="STFT frames per heatmap update (default 4; on an ambisonic "
+                                                     "array 16)")
     eng = p.add_argument_group("learned engines")
     eng.add_argument("--engine", metavar="PATH.onnx",
                      help="audio-visual engine (avstream train makes one; engines/README.md): a map over the picture "

@@ -24,7 +24,7 @@ from .capture.clock import SampleClock
 from .capture.file import FileSource
 from .capture.ring import RingBuffer
 from .capture.synthetic import SyntheticScene
-from .config import Config, is_live, to_dict, updated
+from .config import Config, is_live, stft_plan, to_dict, updated
 from .errors import ConfigError, InputError
 from .frames import AudioBlock
 from .geometry.arrays import load_array
@@ -127,7 +127,8 @@ def build_localizer(cfg, array, grid, sample_rate):
     ConfigError
         Naming the key: a band above Nyquist, an unknown method or a refused option.
     """
-    st, lc = cfg.stft, cfg.localize
+    lc = cfg.localize
+    frame, hop, _ = stft_plan(cfg, array.kind, sample_rate)
     nyquist = sample_rate / 2
     if lc.band[0] >= nyquist:
         raise ConfigError(f"key 'localize.band': {list(lc.band)} Hz lies above Nyquist ({nyquist:g} Hz)")
@@ -138,7 +139,7 @@ def build_localizer(cfg, array, grid, sample_rate):
     method = lc.resolve(array.n_mics, array.kind)
     try:
         localizer = make_localizer(
-            method, array=array, grid=grid, sample_rate=sample_rate, frame=st.frame, hop=st.hop,
+            method, array=array, grid=grid, sample_rate=sample_rate, frame=frame, hop=hop,
             band=band, n_sources=lc.sources, exclusion_deg=lc.exclusion_deg, smoothing=lc.smoothing,
             speed_of_sound=lc.speed_of_sound, onset_floor=lc.onset_floor, options=lc.options(method),
             min_power=lc.min_power, min_relative=lc.min_relative)
@@ -174,7 +175,8 @@ class Pipeline:
         if spec == "auto":
             spec = f"camera:{cfg.camera.block}" if self.camera is not None else "sphere:2562"
         self.grid = parse_grid(spec, self.array, view)
-        st, lc = cfg.stft, cfg.localize
+        lc = cfg.localize
+        frame, hop, per_update = self.stft_plan = stft_plan(cfg, self.array.kind, self.sample_rate)
         self.localizer, self.method = build_localizer(cfg, self.array, self.grid, self.sample_rate)
         self._pending = None  # a configuration to switch to between two blocks (reconfigure)
         self._pending_lock = threading.Lock()
@@ -195,14 +197,14 @@ class Pipeline:
         if self.tracker is not None and any(s.takes_source_audio for s in sinks):
             from .separate import SourceAudio
 
-            self.separate = SourceAudio(self.array, self.sample_rate, st.hop * lc.update_frames,
-                                        (lc.update_frames - 1) * st.hop + st.frame, lc.speed_of_sound, cfg.track.audio_mask)
+            self.separate = SourceAudio(self.array, self.sample_rate, hop * per_update,
+                                        (per_update - 1) * hop + frame, lc.speed_of_sound, cfg.track.audio_mask)
         # the microphones' own samples, every one once, for the ROS audio topic
         self.raw_audio = cfg.ros.audio_on(self.array.n_mics, self.sample_rate) and any(s.takes_audio for s in sinks)
-        window = (lc.update_frames - 1) * st.hop + st.frame
+        window = (per_update - 1) * hop + frame
         keep = max(self.engines.keep_samples if self.engines else 0, self.separate.keep_samples if self.separate else 0,
                    window if self.raw_audio else 0)
-        self.frontend = AudioFrontEnd(self.array, self.sample_rate, st.frame, st.hop, st.window, lc.update_frames,
+        self.frontend = AudioFrontEnd(self.array, self.sample_rate, frame, hop, cfg.stft.window, per_update,
                                       cfg.source.block, keep)
         # an update covers (update_frames - 1) hops plus one frame; frames pair with its middle
         self._window_s = self.frontend.window_samples / self.sample_rate
@@ -285,7 +287,7 @@ class Pipeline:
                 "extrinsics": self.extrinsics if self.overlay is not None else None,
                 "picture": self.fusion.picture_layout() if self.fusion is not None else None,
                 "engines": self.engines.describe() if self.engines is not None else None,
-                "update_rate": self.sample_rate / (self.cfg.stft.hop * self.cfg.localize.update_frames)}
+                "update_rate": self.sample_rate / (self.stft_plan[1] * self.stft_plan[2])}
 
     def summary(self) -> dict:
         k = self.cfg.localize.sources

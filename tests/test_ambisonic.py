@@ -48,6 +48,25 @@ def test_one_talker_in_a_room_within_3_degrees(one_talker):
     assert len({t["id"] for t in summary["tracks"]}) == 1  # one source, one track
 
 
+@pytest.mark.parametrize("short", [True, False])
+def test_short_frames_keep_the_reflections_out(tmp_path, short):
+    """RT60 0.6 s, one talker, two rooms: the floor's and ceiling's reflections reach the
+    microphone 5-6 ms after the direct sound. With the ambisonic default of 8 ms frames the
+    talker is tracked within 10 degrees in at least 95% of late updates, median error at most 4
+    (measured 2.6 and 3.5); with 32 ms frames (the microphones' default) the reflections share
+    the direct sound's bins and pull the direction off (recall 0.57 and 0.86, median 9.7 and 5.5:
+    the second case shows the test can fail)."""
+    stats = []
+    for (az, el), seed in (((160.0, -2.0), 1), ((-122.0, 9.0), 2)):
+        wav = write_wav(tmp_path / f"t{seed}.wav", foa_room_scene([az], [el], SPEECH[:1], rt60=0.6, seed=seed))
+        long = {} if short else {"stft.frame": 512, "stft.hop": 256, "localize.update_frames": 4}
+        sink, _ = locate_file(wav, "ambix_foa", **{"localize.sources": 2, **long})
+        err = _tracked_errors(sink, [(az, el)])[:, 0]
+        stats.append((float(np.mean(err <= 10.0)), float(np.median(err))))
+    good = all(recall >= 0.95 and median <= 4.0 for recall, median in stats)
+    assert good if short else not good, stats
+
+
 def test_fuma_and_ambix_agree_and_the_convention_matters(one_talker):
     """The same scene written as FuMa and read with the FuMa preset gives the AmbiX directions
     (within 1 degree); the FuMa file read as AmbiX (channels in the wrong order) is far off."""

@@ -15,9 +15,26 @@ def write(tmp_path, text):
 
 def test_defaults_and_frozen():
     cfg = load_config()
-    assert cfg.stft.frame == 512 and cfg.localize.band == (300.0, 6000.0)
+    assert cfg.stft.frame is None and cfg.localize.band == (300.0, 6000.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.stft.frame = 1024
+
+
+def test_the_stft_follows_the_array_kind_unless_set():
+    """Unset, the STFT is the array kind's: 512/256 samples and 4 frames an update on
+    microphones at any rate; 8 ms frames, 4 ms hops and 16 frames on an ambisonic array (the same
+    64 ms update at 16 kHz). A key that is set wins; a hop longer than the frame is an error
+    naming stft.hop."""
+    from avstream.config import stft_plan
+
+    cfg = load_config()
+    assert stft_plan(cfg, "mics", 16000) == (512, 256, 4) == stft_plan(cfg, "mics", 48000)
+    assert stft_plan(cfg, "ambisonic", 16000) == (128, 64, 16)
+    assert stft_plan(cfg, "ambisonic", 48000) == (384, 192, 16)
+    assert stft_plan(load_config(None, {"stft.frame": 512}), "ambisonic", 16000) == (512, 64, 16)
+    assert stft_plan(load_config(None, {"localize.update_frames": 2}), "mics", 16000) == (512, 256, 2)
+    with pytest.raises(ConfigError, match="stft.hop"):
+        stft_plan(load_config(None, {"stft.frame": 128}), "mics", 16000)
 
 
 def test_yaml_then_overrides(tmp_path):
