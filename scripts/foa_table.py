@@ -1,11 +1,11 @@
 """The README's first-order ambisonic figures for dry talkers: per-talker track recall@10.
 
     .venv/bin/python scripts/foa_table.py [--talkers 2,3] [--methods intensity,music,mvdr]
-        [--set localize.intensity.memory_s=1.5] [--formats ambix,core_sound_tetramic]
+        [--set localize.intensity.memory_s=1.5] [--formats ambix,core_sound_tetramic] [--seeds 9]
 
 Scenes: pyroomacoustics shoebox rooms rendered to AmbiX with every image source encoded along
-its own direction (tests/simulate.py foa_room_scene), RT60 0.2, 0.4 and 0.6 s, three seeds
-each; talkers 1.5 m away, the first at a random azimuth, each next 60-120 degrees of azimuth
+its own direction (tests/simulate.py foa_room_scene), RT60 0.2, 0.4 and 0.6 s, ``--seeds``
+(3) each; talkers 1.5 m away, the first at a random azimuth, each next 60-120 degrees of azimuth
 from the one before, elevations -20 to +30 degrees; 4 s of espeak-ng speech, a different
 voice per talker, as avstream.bench makes it. Score: per talker, the share of updates after the
 first quarter with a track within 10 degrees (3-D angle), averaged over the scenes.
@@ -72,6 +72,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--talkers", default="2,3")
     ap.add_argument("--formats", default="ambix", help="ambix and/or A-format presets, e.g. ambix,core_sound_tetramic")
+    ap.add_argument("--seeds", type=int, default=3, help="rooms per RT60")
     add_run_args(ap, "intensity,music,mvdr")
     a = ap.parse_args(argv)
     methods, over = run_args(a)
@@ -83,7 +84,7 @@ def main(argv=None):
         hits = {c: [] for c in columns}
         errs = {c: [] for c in columns}
         for rt60 in RT60S:
-            for seed in range(3):
+            for seed in range(a.seeds):
                 for fmt in a.formats.split(","):
                     x, az, el = scene(count, rt60, seed, fmt)
                     for m in methods:

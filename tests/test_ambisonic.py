@@ -53,8 +53,8 @@ def test_short_frames_keep_the_reflections_out(tmp_path, short):
     """RT60 0.6 s, one talker, two rooms: the floor's and ceiling's reflections reach the
     microphone 5-6 ms after the direct sound. With the ambisonic default of 8 ms frames the
     talker is tracked within 10 degrees in at least 95% of late updates, median error at most 4
-    (measured 2.6 and 3.5); with 32 ms frames (the microphones' default) the reflections share
-    the direct sound's bins and pull the direction off (recall 0.57 and 0.86, median 9.7 and 5.5:
+    (measured 2.0 and 3.3); with 32 ms frames (the microphones' default) the reflections share
+    the direct sound's bins and pull the direction off (recall 0.66 and 0.91, median 9.4 and 4.4:
     the second case shows the test can fail)."""
     stats = []
     for (az, el), seed in (((160.0, -2.0), 1), ((-122.0, 9.0), 2)):

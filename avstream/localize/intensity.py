@@ -32,7 +32,7 @@ class Intensity(VoteMemory, Localizer):
     kinds = ("ambisonic",)
     min_contrast = 3.0
 
-    def _configure(self, spread_deg=8.0, memory_s=0.5, bin_onset=0.1, onset_s=0.032, sharpness=1.0):
+    def _configure(self, spread_deg=8.0, memory_s=0.5, bin_onset=0.1, onset_s=0.016, sharpness=1.0):
         from scipy.spatial import cKDTree
 
         self._a_format = None
