@@ -11,7 +11,7 @@ Example YAML (every key optional)::
     source:
       kind: device                     # synthetic | file | device
       device: ReSpeaker                # name substring or index
-    stft: {frame: 512, hop: 256, window: hann}
+    stft: {frame: 512, hop: 256, window: hann}   # unset: by the array kind (see stft_plan)
     localize: {grid: "sphere:2562", band: [300, 6000], sources: 2}
     output: {jsonl: out.jsonl}
 """
@@ -139,8 +139,9 @@ class StftConfig:
 # a floor or ceiling reflection reaches a first-order microphone 5-6 ms after the direct sound; in
 # a 32 ms frame the two share every bin and the bin's direction leans toward the reflection (a
 # talker's elevation 3-8 degrees off in rooms of RT60 0.4-0.6 s), while an 8 ms frame at an onset
-# holds mostly direct sound (scripts/foa_table.py, 9 rooms: one talker's median error 4.0 -> 1.8
-# degrees, two talkers' recall 0.97 / 0.87 -> 0.99 / 0.94). Same update period: 64 ms at 16 kHz.
+# holds mostly direct sound (scripts/foa_table.py --seeds 9, 27 rooms, with intensity's onset_s
+# 16 ms: one talker tracked 0.95 -> 1.00, median error 3.3 -> 1.9 degrees; three talkers 0.74 /
+# 0.85 / 0.90 -> 0.87 / 0.85 / 0.90). Same update period: 64 ms at 16 kHz.
 MICS_STFT = (512, 256, 4)  # frame, hop (samples), frames per update
 AMBISONIC_HOP_S = 0.004  # hop in seconds (64 samples at 16 kHz); frame 2 hops, 16 frames per update
 AMBISONIC_UPDATE_FRAMES = 16
