@@ -25,9 +25,8 @@ class _Signal:
         self.kind, self.rate, self.f, self.rng = kind, rate, frequency, rng
         self.phase = 0.0
         if kind == "speech":
-            from scipy.signal import butter, sosfilt, sosfilt_zi  # here: a second of import only speech needs
+            from scipy.signal import butter, sosfilt_zi  # here: a second of import only speech needs
 
-            self._sosfilt = sosfilt
             self.sos = butter(4, [300, 3400], btype="band", fs=rate, output="sos")
             self.zi = sosfilt_zi(self.sos) * 0.0
             self.burst_left = 0
@@ -42,7 +41,9 @@ class _Signal:
             self.phase = float((t[-1] + 2 * np.pi * self.f / self.rate) % (2 * np.pi))
             return np.sqrt(2.0) * np.sin(t)
         # speech-like: band-limited noise in syllable bursts (150-400 ms on, 80-300 ms off)
-        y, self.zi = self._sosfilt(self.sos, self.rng.standard_normal(n), zi=self.zi)
+        from scipy.signal import sosfilt  # loaded by __init__ already: a lookup
+
+        y, self.zi = sosfilt(self.sos, self.rng.standard_normal(n), zi=self.zi)
         gate = np.empty(n)
         i = 0
         while i < n:
