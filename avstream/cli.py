@@ -62,7 +62,9 @@ def _add_common(p, grid_default=None):
     p.add_argument("--sources", type=int, help="at most this many sources per update (default 3): a peak is "
                                                "reported only with the evidence of a source")
     p.add_argument("--no-tracking", action="store_true", help="report the peaks of each update only, no tracks")
-    p.add_argument("--band", help="band LO,HI in Hz (default 300,6000)")
+    p.add_argument("--band", help="band LO,HI in Hz (default 300 up to where the array spans two "
+                                          "wavelengths, within 6000-8000 and below Nyquist: 8000 on the 4-mic "
+                                          "arrays and UMA-8, 6000 on UMA-16 and ambisonic arrays)")
     p.add_argument("--frame", type=int, help="STFT frame in samples (default 512; on an ambisonic array 8 ms: "
                                              "128 samples at 16 kHz)")
     p.add_argument("--hop", type=int, help="STFT hop in samples (default 256; on an ambisonic array 4 ms)")

@@ -12,7 +12,7 @@ Example YAML (every key optional)::
       kind: device                     # synthetic | file | device
       device: ReSpeaker                # name substring or index
     stft: {frame: 512, hop: 256, window: hann}   # unset: by the array kind (see stft_plan)
-    localize: {grid: "sphere:2562", band: [300, 6000], sources: 2}
+    localize: {grid: "sphere:2562", band: [300, 6000], sources: 2}   # band unset: by the array kind
     output: {jsonl: out.jsonl}
 """
 from __future__ import annotations
@@ -168,6 +168,47 @@ def stft_plan(cfg, kind: str, sample_rate: float) -> tuple[int, int, int]:
     return frame, hop, frames
 
 
+# The band when localize.band is null. On microphones it reaches to where the array spans two
+# wavelengths (2 c / aperture), within 6-8 kHz: there its beam (about wavelength / aperture, 29
+# degrees) is as narrow as the closest sources it should tell apart. A small array gains from
+# every bin up to 8 kHz, whose grating lobes fall in other directions at every bin while the
+# sources stay (5 rooms a row, scripts/sources_table.py, 300-8000 against 300-6000 Hz: two noise
+# sources on the 4-mic HAT 0.69 -> 0.98, three talkers on UMA-8 0.79 -> 0.84; the real
+# two-loudspeaker takes 0.95 / 1.00 -> 0.97 / 1.00). A larger one is narrow by 6 kHz, and more
+# bins mostly add grating lobes: UMA-16's 42 mm lattice (aperture 17.8 cm) put a ghost track
+# in the demo in 88 of 108 updates with 8 kHz, 54 with 6 kHz. Ambisonic: a first-order
+# microphone's beams do not narrow with frequency and its capsules alias above a few kHz (music
+# on FOA rooms, one talker: median 1.7 -> 2.7 degrees with 8 kHz; intensity about the same).
+BAND_LOW = 300.0  # Hz
+MICS_BAND_TOP = (6000.0, 8000.0)  # Hz: 2 c / aperture, clipped to this
+AMBISONIC_BAND = (300.0, 6000.0)
+
+
+def band_plan(cfg, array, sample_rate: float) -> tuple[float, float]:
+    """The localization band (Hz) on ``array`` (a MicArray) at ``sample_rate``:
+    ``localize.band`` if set, else the array's (see MICS_BAND_TOP), its upper edge clipped to
+    Nyquist.
+
+    Raises
+    ------
+    ConfigError
+        A band that starts above Nyquist, or a set band that reaches far past it (a typo).
+    """
+    band = cfg.localize.band
+    if band is None and array.kind == "ambisonic":
+        band = AMBISONIC_BAND
+    elif band is None:
+        top = 2.0 * cfg.localize.speed_of_sound / max(array.aperture, 1e-6)
+        band = (BAND_LOW, min(max(top, MICS_BAND_TOP[0]), MICS_BAND_TOP[1]))
+    nyquist = sample_rate / 2
+    if band[0] >= nyquist:
+        raise ConfigError(f"key 'localize.band': {list(band)} Hz lies above Nyquist ({nyquist:g} Hz)")
+    if cfg.localize.band is not None and band[1] > 2 * nyquist:  # a little past (6 kHz on 8 kHz audio) is clipped
+        raise ConfigError(f"key 'localize.band': {list(band)} Hz reaches far past Nyquist ({nyquist:g} Hz at "
+                          f"{sample_rate} Hz); give an upper edge up to {nyquist:g}")
+    return band[0], min(band[1], nyquist)
+
+
 @dataclass(frozen=True)
 class SrpPhatOptions:
     """localize.srp_phat.*: steered response power with the phase transform."""
@@ -287,14 +328,14 @@ AUTO_MAX_MICS = 8  # auto: tf_sparse on arrays of at most this many microphones,
 class LocalizeConfig:
     # auto | one of METHODS; a method's options are localize.<method>.*. auto: tf_sparse on arrays
     # of up to 8 microphones (on the real two-loudspeaker ReSpeaker recordings it keeps both
-    # talkers in 95-100% of updates, SRP-PHAT in 48-54%; on the simulated UMA-8 rooms it is
-    # better for talkers and two noise sources, worse for three), srp_phat on larger arrays (on
+    # talkers in 96-100% of updates, SRP-PHAT in 52-75%; on the simulated HAT and UMA-8 rooms
+    # it is better for two sources of every kind, worse for three noise sources), srp_phat on larger arrays (on
     # UMA-16 rooms it finds broadband noise sources far better, talkers about as well);
     # intensity on ambisonic arrays (at every order: music at orders 2-3 tracks two talkers
     # better, but also a talker's floor reflection; README, Ambisonic microphones)
     method: Literal[("auto",) + METHODS] = "auto"
     grid: str = "auto"  # auto (camera:BLOCK with a camera, else sphere:2562) | sphere:N | hemisphere:N | fov:H,V:COLS,ROWS | camera:BLOCK
-    band: tuple[float, float] = (300.0, 6000.0)  # Hz
+    band: Optional[tuple[float, float]] = None  # Hz; null: the array's (band_plan: 300 to 6000-8000 on microphones, 300-6000 on ambisonic)
     update_frames: Optional[int] = None  # STFT frames per heatmap update; null: the array kind's (4; 16 on ambisonic)
     sources: int = 3  # at most this many sources per update (a maximum, not a quota)
     min_power: Optional[float] = None  # a peak is a source at or above this power (method's scale); null = the method's
@@ -332,8 +373,8 @@ class LocalizeConfig:
             for f in dataclasses.fields(section):
                 _check(name in allowed or getattr(section, f.name) == f.default, f"{key}.{name}.{f.name}",
                        f"is an option of method {name}, but the method is {self.method}")
-        lo, hi = self.band
-        _check(0 <= lo < hi, f"{key}.band", f"must be [low, high] Hz with low < high, got {list(self.band)}")
+        _check(self.band is None or 0 <= self.band[0] < self.band[1], f"{key}.band",
+               f"must be [low, high] Hz with low < high, or null; got {self.band}")
         _check(self.update_frames is None or 1 <= self.update_frames <= 1000, f"{key}.update_frames",
                "must be within 1..1000 or null")
         _check(0 <= self.sources <= 64, f"{key}.sources", "must be within 0..64")

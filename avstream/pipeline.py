@@ -24,7 +24,7 @@ from .capture.clock import SampleClock
 from .capture.file import FileSource
 from .capture.ring import RingBuffer
 from .capture.synthetic import SyntheticScene
-from .config import Config, is_live, stft_plan, to_dict, updated
+from .config import Config, band_plan, is_live, stft_plan, to_dict, updated
 from .errors import ConfigError, InputError
 from .frames import AudioBlock
 from .geometry.arrays import load_array
@@ -129,13 +129,7 @@ def build_localizer(cfg, array, grid, sample_rate):
     """
     lc = cfg.localize
     frame, hop, _ = stft_plan(cfg, array.kind, sample_rate)
-    nyquist = sample_rate / 2
-    if lc.band[0] >= nyquist:
-        raise ConfigError(f"key 'localize.band': {list(lc.band)} Hz lies above Nyquist ({nyquist:g} Hz)")
-    if lc.band[1] > 2 * nyquist:  # a little past Nyquist (6 kHz on 8 kHz audio...) is clipped; far past is a typo
-        raise ConfigError(f"key 'localize.band': {list(lc.band)} Hz reaches far past Nyquist ({nyquist:g} Hz at "
-                          f"{sample_rate} Hz); give an upper edge up to {nyquist:g}")
-    band = (lc.band[0], min(lc.band[1], nyquist))
+    band = band_plan(cfg, array, sample_rate)
     method = lc.resolve(array.n_mics, array.kind)
     try:
         localizer = make_localizer(
@@ -276,7 +270,8 @@ class Pipeline:
         if pending is not None:
             self.cfg, self.localizer, self.method = pending
             log.info("now %s, %s", self.method, ", ".join(f"{k} {v}" for k, v in sorted(
-                {"band": list(self.cfg.localize.band), "sources": self.cfg.localize.sources}.items())))
+                {"band": list(band_plan(self.cfg, self.array, self.sample_rate)),
+                 "sources": self.cfg.localize.sources}.items())))
 
     # --- metadata ------------------------------------------------------------------------
     def meta(self) -> dict:

@@ -18,7 +18,7 @@ from .config import Config, load_config, to_dict
 _NOT_PARAMETERS = {"source.scene.sources", "ros.namespace", "ros.node_name", "ros.remap"}
 # ROS parameters cannot be null and have a fixed type: for an optional key, this value of its
 # type stands for null ("not set")
-_UNSET = {str: "", float: 0.0, int: 0}
+_UNSET = {str: "", float: 0.0, int: 0, tuple[float, float]: [0.0, 0.0]}
 # where a node's default differs from the command line's: a node runs until it is shut down
 # (the CLI's demo stops after 5 s)
 NODE_DEFAULTS = {"duration": None}

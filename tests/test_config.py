@@ -15,7 +15,7 @@ def write(tmp_path, text):
 
 def test_defaults_and_frozen():
     cfg = load_config()
-    assert cfg.stft.frame is None and cfg.localize.band == (300.0, 6000.0)
+    assert cfg.stft.frame is None and cfg.localize.band is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.stft.frame = 1024
 
@@ -35,6 +35,25 @@ def test_the_stft_follows_the_array_kind_unless_set():
     assert stft_plan(load_config(None, {"localize.update_frames": 2}), "mics", 16000) == (512, 256, 2)
     with pytest.raises(ConfigError, match="stft.hop"):
         stft_plan(load_config(None, {"stft.frame": 128}), "mics", 16000)
+
+
+def test_the_band_follows_the_array_unless_set():
+    """Unset, the band on microphones reaches to where the array spans two wavelengths, within
+    6-8 kHz and below Nyquist (8 kHz on the 8.1 cm 4-mic HAT, 6 kHz on the 17.8 cm UMA-16),
+    and 6 kHz on an ambisonic array; a band that is set wins, one above Nyquist is an error
+    naming the key."""
+    from avstream.config import band_plan
+    from avstream.geometry.arrays import load_array
+
+    cfg = load_config()
+    hat, uma16, foa = (load_array(n) for n in ("respeaker_4mic_hat", "minidsp_uma16", "ambix_foa"))
+    assert band_plan(cfg, hat, 16000) == (300.0, 8000.0) == band_plan(cfg, hat, 48000)
+    assert band_plan(cfg, hat, 11025) == (300.0, 5512.5)
+    assert band_plan(cfg, load_array("respeaker_6mic"), 48000)[1] == pytest.approx(2 * 343.0 / 0.0927, rel=0.01)
+    assert band_plan(cfg, uma16, 48000) == (300.0, 6000.0) == band_plan(cfg, foa, 48000)
+    assert band_plan(load_config(None, {"localize.band": [200, 4000]}), foa, 16000) == (200.0, 4000.0)
+    with pytest.raises(ConfigError, match="localize.band"):
+        band_plan(load_config(None, {"localize.band": [9000, 9500]}), hat, 16000)
 
 
 def test_yaml_then_overrides(tmp_path):

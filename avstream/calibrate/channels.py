@@ -118,7 +118,7 @@ def check_channels(x: np.ndarray, array, azimuth_deg: float, elevation_deg: floa
     if len(live) < 3:
         raise InputError(f"only {len(live)} live microphones: cannot check the wiring")
     pos = np.asarray(array.positions, float)
-    max_lag = np.max(np.linalg.norm(pos[:, None] - pos[None], axis=2)) / speed_of_sound
+    max_lag = array.aperture / speed_of_sound
     tau = measure_delays(mics, array.sample_rate or 16000, max_lag, band=band)
     # candidate directions: within search_deg of the stated one
     u0 = to_unit(azimuth_deg, elevation_deg)

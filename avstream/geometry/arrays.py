@@ -72,6 +72,14 @@ class MicArray:
         return self.kind == "ambisonic"
 
     @property
+    def aperture(self) -> float:
+        """The largest distance between two microphones, m (0 on an ambisonic array)."""
+        if self.ambisonic:
+            return 0.0
+        pos = np.asarray(self.positions, float)
+        return float(np.max(np.linalg.norm(pos[:, None] - pos[None], axis=2)))
+
+    @property
     def planar(self) -> bool:
         """True when all microphones lie in one plane (up/down cannot be told apart)."""
         return False if self.ambisonic else _plane_normal(self.positions)[1]

@@ -93,7 +93,8 @@ class Localizer:
         self.c = float(speed_of_sound)
         freqs = np.arange(frame // 2 + 1) * self.sample_rate / frame
         self.lo = int(np.searchsorted(freqs, band[0]))
-        self.hi = int(np.searchsorted(freqs, band[1], side="right"))
+        # the Nyquist bin is real for real signals: it has no phase to steer by
+        self.hi = min(int(np.searchsorted(freqs, band[1], side="right")), frame // 2)
         if self.hi - self.lo < 1:
             raise ValueError(f"key 'localize.band': {list(band)} Hz holds no STFT bin at {sample_rate:g} Hz, frame {frame}")
         self.band_freqs = freqs[self.lo:self.hi]
