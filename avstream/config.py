@@ -328,7 +328,7 @@ AUTO_MAX_MICS = 8  # auto: tf_sparse on arrays of at most this many microphones,
 class LocalizeConfig:
     # auto | one of METHODS; a method's options are localize.<method>.*. auto: tf_sparse on arrays
     # of up to 8 microphones (on the real two-loudspeaker ReSpeaker recordings it keeps both
-    # talkers in 96-100% of updates, SRP-PHAT in 52-75%; on the simulated HAT and UMA-8 rooms
+    # talkers in 96-100% of updates, SRP-PHAT in 66-73%; on the simulated HAT and UMA-8 rooms
     # it is better for two sources of every kind, worse for three noise sources), srp_phat on larger arrays (on
     # UMA-16 rooms it finds broadband noise sources far better, talkers about as well);
     # intensity on ambisonic arrays (at every order: music at orders 2-3 tracks two talkers

@@ -57,6 +57,25 @@ def accumulate_cross_spectra(spec, lo, hi, pair_i, pair_j, pair_group, out, weig
                 o[n_band + f] += w * (ii[f] * rj[f] - ri[f] * ij[f])
 
 
+@njit(cache=True, fastmath=True)
+def merge_bins(cross, k, out):
+    """Sum each run of ``k`` adjacent bins of the cross-spectra (the last run may be shorter):
+    out (G, 2 ceil(F / k)) float32 from cross (G, 2 F), real parts then imaginary parts."""
+    n_band = cross.shape[1] // 2
+    n_out = out.shape[1] // 2
+    for g in range(cross.shape[0]):
+        c = cross[g]
+        o = out[g]
+        for part in range(2):  # real parts, then imaginary parts
+            src = c[part * n_band:(part + 1) * n_band]
+            dst = o[part * n_out:(part + 1) * n_out]
+            for m in range(n_out):
+                acc = np.float32(0.0)
+                for f in range(m * k, min(m * k + k, n_band)):
+                    acc += src[f]
+                dst[m] = acc
+
+
 def lag_basis(freqs_hz, lags_s):
     """Basis B (L, 2 F) float32 with R(tau_l) = B[l] . [Re C, Im C]: cos(w tau) then -sin(w tau)."""
     arg = 2.0 * np.pi * np.outer(lags_s, freqs_hz)
