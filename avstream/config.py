@@ -12,7 +12,7 @@ Example YAML (every key optional)::
       kind: device                     # synthetic | file | device
       device: ReSpeaker                # name substring or index
     stft: {frame: 512, hop: 256, window: hann}   # unset: by the array kind (see stft_plan)
-    localize: {grid: "sphere:2562", band: [300, 6000], sources: 2}   # band unset: by the array kind
+    localize: {grid: "sphere:2562", band: [300, 6000], sources: 2}   # band unset: by the array (see band_plan)
     output: {jsonl: out.jsonl}
 """
 from __future__ import annotations
@@ -174,7 +174,7 @@ def stft_plan(cfg, kind: str, sample_rate: float) -> tuple[int, int, int]:
 # every bin up to 8 kHz, whose grating lobes fall in other directions at every bin while the
 # sources stay (5 rooms a row, scripts/sources_table.py, 300-8000 against 300-6000 Hz: two noise
 # sources on the 4-mic HAT 0.69 -> 0.98, three talkers on UMA-8 0.79 -> 0.84; the real
-# two-loudspeaker takes 0.95 / 1.00 -> 0.97 / 1.00). A larger one is narrow by 6 kHz, and more
+# two-loudspeaker takes 0.95 / 1.00 -> 0.96 / 1.00). A larger one is narrow by 6 kHz, and more
 # bins mostly add grating lobes: UMA-16's 42 mm lattice (aperture 17.8 cm) put a ghost track
 # in the demo in 88 of 108 updates with 8 kHz, 54 with 6 kHz. Ambisonic: a first-order
 # microphone's beams do not narrow with frequency and its capsules alias above a few kHz (music
