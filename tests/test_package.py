@@ -164,6 +164,7 @@ def test_params_yaml_is_a_valid_configuration():
         assert type(v) is type(params[k]) or (isinstance(v, list) and isinstance(params[k], list)), k
     cfg = load_config(None, overrides_from_parameters({**params, **values}))
     assert cfg.duration is None and cfg.localize.grid == "auto" and cfg.camera.source == "auto"
+    assert cfg.localize.band is None  # [0, 0]: the array's band (config.band_plan)
     assert cfg.output.overlay is None  # the node publishes /avstream/overlay; no video file
 
 
