@@ -70,7 +70,7 @@ def test_run_demo_ends_by_itself(tmp_path):
     assert "synthetic scene" in p.stderr and "dominant sources" in p.stderr
     data = np.load(npz)
     assert data["heatmaps"].shape[0] == len(lines) - 1 and np.isfinite(data["heatmaps"]).all()
-    # the speech source of the default scene (az +30, el +10) dominates
+    # the speech source of the default scene (az +30, el +70) dominates
     top = lines[-1]["summary"]["peaks"][0]
     assert az_error(top["azimuth_deg"], 30) <= 3
 
