@@ -32,7 +32,7 @@ class SrpPhat(Localizer):
         pos = self.array.positions
         self.pair_i, self.pair_j, self.pair_group, baselines, _ = baseline_groups(pos)
         n_groups = len(baselines)
-        max_tau = np.max(np.linalg.norm(baselines, axis=1)) / self.c
+        max_tau = self.array.aperture / self.c  # the longest baseline's delay
         step = 1.0 / (32.0 * self.band_freqs[-1])
         half = int(np.ceil(max_tau / step)) + 2
         lags = (np.arange(2 * half + 1) - half) * step
