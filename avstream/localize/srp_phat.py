@@ -42,7 +42,9 @@ class SrpPhat(Localizer):
         n_band = self.hi - self.lo
         n_runs = -(-n_band // self.merge)
         centres = np.array([self.band_freqs[m * self.merge:(m + 1) * self.merge].mean() for m in range(n_runs)])
-        self.basis = lag_basis(centres, lags)
+        self.n_runs = n_runs
+        n_cols = -(-2 * n_runs // 8) * 8  # zero columns pad the rows to whole vectors (kernels.srp.gcc)
+        self.basis = lag_basis(centres, lags, n_cols)
         self.center = float(half)
         if len(lags) >= np.iinfo(np.int16).max:
             raise ValueError("array too large for the lag table (more than 32767 lags)")
@@ -53,20 +55,19 @@ class SrpPhat(Localizer):
         self.lag_lo = self.lag_idx.min(axis=1).astype(np.int64)
         self.lag_hi = self.lag_idx.max(axis=1).astype(np.int64) + 1
         self.cross = np.zeros((n_groups, 2 * n_band), dtype=np.float32)
-        self._runs = np.zeros((n_groups, 2 * n_runs), dtype=np.float32)
+        self._runs = np.zeros((n_groups, n_cols), dtype=np.float32)
         self._white = np.zeros((2, self.array.n_mics, n_band), dtype=np.float32)
         self.gcc = np.zeros((n_groups, len(lags)), dtype=np.float32)
         self._weight = 0.0
 
     def _accumulate(self, frames, weights):
-        accumulate_cross_spectra(frames, self.lo, self.hi, self.pair_i, self.pair_j, self.pair_group,
-                                 self.cross, weights, self._white)
-        self._weight += float(weights.sum())
+        self._weight += accumulate_cross_spectra(frames, self.lo, self.hi, self.pair_i, self.pair_j,
+                                                 self.pair_group, self.cross, weights, self._white)
 
     def _compute(self, out):
         if self._weight <= 0.0:
             return False
-        merge_bins(self.cross, self.merge, self._runs)
+        merge_bins(self.cross, self.merge, self.n_runs, self._runs)
         gcc(self._runs, self.basis, self.lag_lo, self.lag_hi, self.gcc)
         self._scale = 1.0 / (self._weight * len(self.pair_i) * (self.hi - self.lo))
         steered_power(self.gcc, self.lag_idx, self._scale, out)
