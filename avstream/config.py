@@ -224,6 +224,9 @@ class TfSparseOptions:
     # a bin votes only when its best direction beats the mean of all by this much: low-frequency
     # and diffuse bins fit every direction (on a small planar array they pile up at the zenith)
     min_margin: float = 0.2
+    # a bin's local maxima within this coherence of its best (grating lobes, on an array sparser
+    # than half a wavelength) share its vote by the square of what the vote memory holds at each
+    alias_tie: float = 0.1
     # each bin's vote weighted by bin_onset + its energy's rise over its own last onset_s (at most
     # 10): the precedence effect per bin; null = off
     bin_onset: Optional[float] = 0.1
@@ -234,6 +237,7 @@ class TfSparseOptions:
         _check(0.5 <= self.spread_deg <= 45, f"{key}.spread_deg", "must be within 0.5..45 degrees")
         _check(0 <= self.memory_s <= 60, f"{key}.memory_s", "must be within 0..60 s")
         _check(0 <= self.min_margin < 1, f"{key}.min_margin", "must be within 0..1")
+        _check(0 <= self.alias_tie < 1, f"{key}.alias_tie", "must be within 0..1")
         _check(self.bin_onset is None or self.bin_onset > 0, f"{key}.bin_onset", "must be > 0 or null")
         _check(0.005 <= self.onset_s <= 2, f"{key}.onset_s", "must be within 0.005..2 s")
 

@@ -15,6 +15,8 @@ from numba import njit
 
 from .weighting import onset_gain
 
+MIN_SHARE = 0.02  # a tied lobe whose share of a bin's vote would be smaller gets none
+
 
 def steering_table(baselines, directions, freqs_hz, speed_of_sound):
     """(F, 2G, C) float32: cos(w_f tau_g(u)) over -sin(w_f tau_g(u)), tau_g(u) = -b_g . u / c,
@@ -56,7 +58,7 @@ def group_cross_spectra(spec, lo, hi, pair_i, pair_j, pair_group, weights, white
 
 @njit(cache=True, fastmath=True)
 def vote_bins(cross, table, n_pairs, level, weights, min_coherence, min_margin, coarse_dirs, coarse_nbrs, children, fine_dirs,
-              resp, votes):
+              resp, votes, alias_tie, tie_from, memory, coarse_fine):
     """Find each bin's direction and add its weight (frame weight times level) to that fine cell.
 
     Parameters
@@ -81,6 +83,18 @@ def vote_bins(cross, table, n_pairs, level, weights, min_coherence, min_margin, 
         Work buffer.
     votes : ndarray (D,) float64
         Votes are added here.
+    alias_tie : float
+        Coherence (0..1) within which another local maximum of a bin's response ties with its
+        best: a grating lobe, on an array whose microphones stand more than half a wavelength
+        apart. Tied lobes share the bin's vote in proportion to the square of ``memory`` at
+        each (a lobe under MIN_SHARE of it gets none); where none holds any, the best takes it.
+        0 turns this off.
+    tie_from : int
+        First band bin that can have grating lobes (below it every bin votes for its best).
+    memory : ndarray (D,) float64
+        The vote map so far (the localizer's memory).
+    coarse_fine : ndarray (C,) int64
+        The fine cell of each coarse direction.
 
     Returns
     -------
@@ -92,6 +106,8 @@ def vote_bins(cross, table, n_pairs, level, weights, min_coherence, min_margin, 
     total = 0.0
     voted = 0.0
     u = np.zeros(3)
+    cand = np.zeros(8, dtype=np.int64)
+    share = np.zeros(8)
     for f in range(n_band):
         resp[:] = 0.0
         for k in range(n_frames):
@@ -116,31 +132,81 @@ def vote_bins(cross, table, n_pairs, level, weights, min_coherence, min_margin, 
             if top < min_coherence or (min_margin > 0.0 and top - mean * inv / n_coarse < min_margin):
                 continue
             voted += w
-            # the weighted centre of the best direction and its neighbours, weighted by how
-            # far each stands above the lowest of them
-            low = top
-            for j in range(coarse_nbrs.shape[1]):
-                e = coarse_nbrs[best, j]
-                if e >= 0 and resp[k, e] * inv < low:
-                    low = resp[k, e] * inv
-            u[:] = (top - low + 1e-6) * coarse_dirs[best]
-            for j in range(coarse_nbrs.shape[1]):
-                e = coarse_nbrs[best, j]
-                if e >= 0:
-                    u += (resp[k, e] * inv - low) * coarse_dirs[e]
-            near = -1
-            near_dot = -2.0
-            for j in range(children.shape[1]):
-                e = children[best, j]
-                if e < 0:
-                    break
-                dot = u[0] * fine_dirs[e, 0] + u[1] * fine_dirs[e, 1] + u[2] * fine_dirs[e, 2]
-                if dot > near_dot:
-                    near_dot = dot
-                    near = e
-            if near >= 0:
-                votes[near] += w
+            if alias_tie > 0.0 and f >= tie_from:
+                # grating lobes: the local maxima within alias_tie of the best share the vote
+                n_c = _local_maxima(resp[k], best, (top - alias_tie) * n_pairs, coarse_nbrs, cand)
+                if n_c > 1:
+                    psum = 0.0
+                    for c in range(n_c):
+                        m = memory[coarse_fine[cand[c]]]
+                        share[c] = m * m
+                        psum += share[c]
+                    if psum > 0.0:
+                        kept = 0.0
+                        for c in range(n_c):
+                            if share[c] < MIN_SHARE * psum:
+                                share[c] = 0.0
+                            kept += share[c]
+                        for c in range(n_c):
+                            if share[c] > 0.0:
+                                _vote(resp, k, cand[c], inv, coarse_dirs, coarse_nbrs, children, fine_dirs, u, votes,
+                                      w * share[c] / kept)
+                        continue
+            _vote(resp, k, best, inv, coarse_dirs, coarse_nbrs, children, fine_dirs, u, votes, w)
     return total, voted
+
+
+@njit(cache=True)
+def _local_maxima(resp, best, low, coarse_nbrs, out):
+    """Write ``best`` and then the coarse directions whose response is at least ``low`` and
+    above each of their neighbours' into ``out`` (as many as it holds); return how many."""
+    n = 1
+    out[0] = best
+    for d in range(resp.shape[0]):
+        r = resp[d]
+        if r < low or d == best:
+            continue
+        peak = True
+        for j in range(coarse_nbrs.shape[1]):
+            e = coarse_nbrs[d, j]
+            if e >= 0 and resp[e] > r:
+                peak = False
+                break
+        if peak:
+            out[n] = d
+            n += 1
+            if n == out.shape[0]:
+                break
+    return n
+
+
+@njit(cache=True, fastmath=True)
+def _vote(resp, k, best, inv, coarse_dirs, coarse_nbrs, children, fine_dirs, u, votes, w):
+    """Add w to the fine cell nearest the weighted centre of coarse direction ``best`` and its
+    neighbours, each weighted by how far it stands above the lowest of them."""
+    top = resp[k, best] * inv
+    low = top
+    for j in range(coarse_nbrs.shape[1]):
+        e = coarse_nbrs[best, j]
+        if e >= 0 and resp[k, e] * inv < low:
+            low = resp[k, e] * inv
+    u[:] = (top - low + 1e-6) * coarse_dirs[best]
+    for j in range(coarse_nbrs.shape[1]):
+        e = coarse_nbrs[best, j]
+        if e >= 0:
+            u += (resp[k, e] * inv - low) * coarse_dirs[e]
+    near = -1
+    near_dot = -2.0
+    for j in range(children.shape[1]):
+        e = children[best, j]
+        if e < 0:
+            break
+        dot = u[0] * fine_dirs[e, 0] + u[1] * fine_dirs[e, 1] + u[2] * fine_dirs[e, 2]
+        if dot > near_dot:
+            near_dot = dot
+            near = e
+    if near >= 0:
+        votes[near] += w
 
 
 @njit(cache=True)

@@ -16,6 +16,20 @@ direct sound of an onset reaches the array before the reflections do. On pyrooma
 (RT60 0.3-0.7 s, 4 mics, two talkers) the two together took the tracks' recall@10 from 0.44 to
 0.76.
 
+A third test keeps grating lobes apart. Where two microphones stand more than half a
+wavelength apart (on the HAT and UMA-8 above about 4 kHz, well inside the band) a bin fits its
+source's direction and that direction's grating lobes about equally, and which one wins moves
+from bin to bin: a strong source grows ghosts, and a weak one loses its bins to the lobes of
+the others. A bin's local maxima within ``alias_tie`` of its best (in coherence) are taken as a
+tie, and the bin's vote is shared among them in proportion to the square of what the vote
+memory already holds at each: a grating lobe moves with frequency and holds little, so it gets
+little, while two sources that both hold memory keep their shares. Only when the memory holds
+evidence (its maximum above ``min_contrast`` times its mean): in sensor noise alone its chance
+bumps would gather the votes. In pyroomacoustics rooms (10 a row; HAT / UMA-8) the tracks'
+recall@10 went 0.82 -> 0.93 / 0.92 -> 0.93 for two recorded talkers, 0.72 -> 0.86 / 0.77 ->
+0.82 for three, 0.73 -> 0.89 / 0.93 -> 0.97 for two noise sources and 0.28 -> 0.75 / 0.53 ->
+0.72 for three; the cost, 2.3 -> 3.3 ms an update on the HAT.
+
 The votes are spread by a Gaussian of ``spread_deg`` (measured in the array's plane for a
 planar array, which cannot resolve elevation well: votes for one source scatter along its
 elevation ridge and must add up) and kept with a memory of ``memory_s``: 64 ms of audio hold
@@ -67,7 +81,7 @@ class TfSparse(VoteMemory, Localizer):
     # 3.5 would silence sensor noise entirely but lose most broadband noise sources in
     # reverberant rooms (4-mic track recall 0.36 -> 0.08 for two noise sources)
     min_contrast = 3.0
-    def _configure(self, min_coherence=0.7, spread_deg=4.0, memory_s=0.5, bin_onset=0.1, onset_s=0.032, min_margin=0.2):
+    def _configure(self, min_coherence=0.7, spread_deg=4.0, memory_s=0.5, bin_onset=0.1, onset_s=0.032, min_margin=0.2, alias_tie=0.1):
         from scipy.spatial import cKDTree
 
         self.min_coherence = float(min_coherence)
@@ -77,6 +91,7 @@ class TfSparse(VoteMemory, Localizer):
         spacing = max(2.0 * self.grid.spacing_deg, 6.0)  # coarse search: a quarter of the cells or fewer
         idx = coarse_subset(fine, spacing)
         self.coarse = np.ascontiguousarray(fine[idx])
+        self.coarse_fine = np.asarray(idx, dtype=np.int64)
         chord = lambda deg: 2.0 * np.sin(np.deg2rad(deg) / 2.0)  # noqa: E731
         ctree = cKDTree(self.coarse)
         self.coarse_nbrs = padded_lists([[j for j in ctree.query_ball_point(u, chord(1.6 * spacing)) if j != i]
@@ -91,6 +106,13 @@ class TfSparse(VoteMemory, Localizer):
         self.votes = np.zeros(self.grid.n_dirs, dtype=np.float64)
         self.bin_onset = bin_onset
         self.min_margin = float(min_margin)
+        self.alias_tie = float(alias_tie)
+        # below c / (2 d) of the nearest two microphones no direction but the source's fits
+        # every pair: grating lobes start there
+        pos = self.array.positions
+        gaps = np.linalg.norm(pos[:, None] - pos[None], axis=2)
+        gaps = gaps[gaps > 0]
+        self._tie_from = int(np.searchsorted(self.band_freqs, self.c / (2.0 * gaps.min()))) if len(gaps) else n_band
         self._bin_ref = np.zeros(n_band)
         self._bin_keep = float(np.exp(-self.hop / self.sample_rate / onset_s))
         self._bin_seen = np.zeros(1, dtype=np.int64)
@@ -111,7 +133,8 @@ class TfSparse(VoteMemory, Localizer):
             bin_onsets(self._level, weights, self._bin_ref, self._bin_seen, self._bin_warm_up, self._bin_keep, float(self.bin_onset), 10.0)
         total, _ = vote_bins(self._cross, self.table, len(self.pair_i), self._level, weights, self.min_coherence, self.min_margin,
                              self.coarse, self.coarse_nbrs, self.children, self.grid.directions, self._resp,
-                             self.votes)
+                             self.votes, self.alias_tie if self._ties_on() else 0.0, self._tie_from, self.memory,
+                             self.coarse_fine)
         self._total += total
         self._frames += len(frames)
 
@@ -119,6 +142,13 @@ class TfSparse(VoteMemory, Localizer):
         done = self._fold(self.spread @ self.votes, out)
         self.votes[:] = 0.0
         return done
+
+    def _ties_on(self) -> bool:
+        """Whether the memory holds evidence of a source (its maximum above ``min_contrast``
+        times its mean) to break grating lobes' ties with. In sensor noise alone it does not,
+        and ties broken by its chance bumps would pile the votes onto them."""
+        m = self.memory
+        return float(m.max()) > self.min_contrast * float(m.mean())
 
     def reset(self):
         super().reset()
