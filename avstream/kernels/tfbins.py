@@ -158,8 +158,8 @@ def vote_bins(cross, table, n_pairs, level, weights, min_coherence, min_margin, 
 
 @njit(cache=True)
 def _local_maxima(resp, best, low, coarse_nbrs, out):
-    """Write ``best`` and then the coarse directions whose response is at least ``low`` and
-    above each of their neighbours' into ``out`` (as many as it holds); return how many."""
+    """Write ``best`` and then the coarse directions whose response is at least ``low`` and no
+    neighbour's is higher (local maxima) into ``out``, as many as it holds; return how many."""
     n = 1
     out[0] = best
     for d in range(resp.shape[0]):
