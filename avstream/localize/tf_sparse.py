@@ -17,7 +17,7 @@ direct sound of an onset reaches the array before the reflections do. On pyrooma
 0.76.
 
 A third test keeps grating lobes apart. Where two microphones stand more than half a
-wavelength apart (on the HAT and UMA-8 above about 4 kHz, well inside the band) a bin fits its
+wavelength apart (on the HAT above 3 kHz, on UMA-8 above 4 kHz: most of the band) a bin fits its
 source's direction and that direction's grating lobes about equally, and which one wins moves
 from bin to bin: a strong source grows ghosts, and a weak one loses its bins to the lobes of
 the others. A bin's local maxima within ``alias_tie`` of its best (in coherence) are taken as a
@@ -28,7 +28,7 @@ evidence (its maximum above ``min_contrast`` times its mean): in sensor noise al
 bumps would gather the votes. In pyroomacoustics rooms (10 a row; HAT / UMA-8) the tracks'
 recall@10 went 0.82 -> 0.93 / 0.92 -> 0.93 for two recorded talkers, 0.72 -> 0.86 / 0.77 ->
 0.82 for three, 0.73 -> 0.89 / 0.93 -> 0.97 for two noise sources and 0.28 -> 0.75 / 0.53 ->
-0.72 for three; the cost, 2.3 -> 3.3 ms an update on the HAT.
+0.72 for three; the cost, 3.0 -> 3.8 ms an update on the HAT (one back-to-back run).
 
 The votes are spread by a Gaussian of ``spread_deg`` (measured in the array's plane for a
 planar array, which cannot resolve elevation well: votes for one source scatter along its
