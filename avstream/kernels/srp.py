@@ -72,11 +72,12 @@ def accumulate_cross_spectra(spec, lo, hi, pair_i, pair_j, pair_group, out, weig
 
 
 @njit(cache=True, fastmath=True)
-def merge_bins(cross, k, n_runs, out):
+def merge_bins(cross, k, out):
     """Sum each run of ``k`` adjacent bins of the cross-spectra (the last run may be shorter):
-    cross (G, 2 F), real parts then imaginary parts, into out[:, :2 n_runs] (n_runs = ceil(F /
-    k)), the same layout; out's further columns (padding) are left as they are."""
+    cross (G, 2 F), real parts then imaginary parts, into out[:, :2 R] (R = ceil(F / k) runs),
+    the same layout; out's further columns (padding) are left as they are."""
     n_band = cross.shape[1] // 2
+    n_runs = -(-n_band // k)
     full = n_band // k
     for g in range(cross.shape[0]):
         for part in range(2):  # real parts, then imaginary parts

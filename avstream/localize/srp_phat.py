@@ -42,7 +42,6 @@ class SrpPhat(Localizer):
         n_band = self.hi - self.lo
         n_runs = -(-n_band // self.merge)
         centres = np.array([self.band_freqs[m * self.merge:(m + 1) * self.merge].mean() for m in range(n_runs)])
-        self.n_runs = n_runs
         n_cols = -(-2 * n_runs // 8) * 8  # zero columns pad the rows to whole vectors (kernels.srp.gcc)
         self.basis = lag_basis(centres, lags, n_cols)
         self.center = float(half)
@@ -67,7 +66,7 @@ class SrpPhat(Localizer):
     def _compute(self, out):
         if self._weight <= 0.0:
             return False
-        merge_bins(self.cross, self.merge, self.n_runs, self._runs)
+        merge_bins(self.cross, self.merge, self._runs)
         gcc(self._runs, self.basis, self.lag_lo, self.lag_hi, self.gcc)
         self._scale = 1.0 / (self._weight * len(self.pair_i) * (self.hi - self.lo))
         steered_power(self.gcc, self.lag_idx, self._scale, out)

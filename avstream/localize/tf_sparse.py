@@ -107,12 +107,10 @@ class TfSparse(VoteMemory, Localizer):
         self.bin_onset = bin_onset
         self.min_margin = float(min_margin)
         self.alias_tie = float(alias_tie)
-        # below c / (2 d) of the nearest two microphones no direction but the source's fits
-        # every pair: grating lobes start there
-        pos = self.array.positions
-        gaps = np.linalg.norm(pos[:, None] - pos[None], axis=2)
-        gaps = gaps[gaps > 0]
-        self._tie_from = int(np.searchsorted(self.band_freqs, self.c / (2.0 * gaps.min()))) if len(gaps) else n_band
+        # below c / (2 d) of the nearest two microphones (the shortest baseline) no direction but
+        # the source's fits every pair: grating lobes start there
+        nearest = float(np.linalg.norm(baselines, axis=1).min())
+        self._tie_from = int(np.searchsorted(self.band_freqs, self.c / (2.0 * nearest)))
         self._bin_ref = np.zeros(n_band)
         self._bin_keep = float(np.exp(-self.hop / self.sample_rate / onset_s))
         self._bin_seen = np.zeros(1, dtype=np.int64)
