@@ -65,7 +65,8 @@ class Localizer:
         method documents its scale and sets ``min_power`` from measurements on noise and on
         one-source recordings); None takes the method's.
     min_relative : float
-        ... and at or above this fraction of the strongest peak's power.
+        ... and at or above this fraction of the strongest peak's power (of its height above
+        the map's floor, for methods whose maps have one: ``relative_floor``).
     exclusion_deg : float
         Two peaks closer than this are one source (for a planar array, measured mostly across
         its elevation ridges: see kernels.peaks.seen_distance2).
@@ -83,6 +84,7 @@ class Localizer:
     kinds = ("mics",)  # the array kinds the method works on (MicArray.kind)
     min_power = 0.0  # each method's documented evidence threshold (see ``peaks``)
     min_contrast = 0.0  # ... or, for maps with a zero floor, a peak must stand this many times above the map's mean
+    relative_floor = 0.0  # min_relative compares heights above this fraction of the map's mean (maps with a floor)
 
     def __init__(self, array, grid, sample_rate, frame, band=(300.0, 3500.0), hop=None, n_sources=3,
                  exclusion_deg=20.0, smoothing=0.0, speed_of_sound=343.0, onset_floor=0.1, options=None,
@@ -189,7 +191,9 @@ class Localizer:
         """Up to k peaks of a map, strongest first, refined off the grid: only those with the
         evidence of a source (power at least ``min_power`` and ``min_relative`` times the
         strongest's, and ``min_contrast`` times the map's mean), so a one-source scene
-        reports one and silence none."""
+        reports one and silence none. ``min_relative`` compares heights above
+        ``relative_floor`` times the map's mean: on a map with a floor (diffuse noise,
+        reverberation) any bump stands a good share of the strongest peak's power."""
         if k > len(self._peak_idx):
             self._peak_idx = np.zeros(k, dtype=np.int64)
             self._peak_out = np.zeros((k, 3))
@@ -199,9 +203,10 @@ class Localizer:
                          self._normal, self._u, self._peak_out)
         if n == 0:
             return []
-        floor = max(self.min_power, self.min_relative * float(self._peak_out[0, 2]), 1e-12)
-        if self.min_contrast > 0:
-            floor = max(floor, self.min_contrast * float(values.sum()) / len(values))
+        mean = float(values.sum()) / len(values)
+        base = self.relative_floor * mean
+        floor = max(self.min_power, base + self.min_relative * (float(self._peak_out[0, 2]) - base),
+                    self.min_contrast * mean, 1e-12)
         return [Peak(a, e, p) for a, e, p in self._peak_out[:n].tolist() if p >= floor]
 
     def summary_peaks(self, k: int) -> list:
