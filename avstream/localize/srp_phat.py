@@ -14,14 +14,6 @@ MAX_MERGE = 8  # bins per run at most
 
 @register("srp_phat")
 class SrpPhat(Localizer):
-    min_power = 0.05  # mean PHAT coherence; diffuse noise and sensor noise stay below (measured 0.03-0.04 at p90)
-    # diffuse noise and reverberation lift the whole map (the demo's mean 0.12 under peaks of
-    # 0.6): there the grating lobe of UMA-16 at 0.27 stood at 0.45 of the strongest peak and had
-    # a track in 43 of 77 updates. Heights above 0.7 of the map's mean: no track (a raw peak in
-    # 13). Above the whole mean: a raw peak in 1, but true weak sources lost too (W1's error
-    # 18.0 -> 19.9 degrees, W4's tracks 0.98 -> 0.87); 0.7 changed neither, and of the 5-room
-    # table's srp_phat column only UMA-16's three talkers (0.94 -> 0.92)
-    relative_floor = 0.7
     """SRP-PHAT over the grid.
 
     Pairs sharing a baseline are summed before the search (24 groups instead of 120 pairs on
@@ -34,6 +26,15 @@ class SrpPhat(Localizer):
     evaluated on a lag grid of 32 points per period of the highest band frequency, over the lags
     its directions use; every direction then looks up its nearest lag in each group.
     """
+
+    min_power = 0.05  # mean PHAT coherence; diffuse noise and sensor noise stay below (measured 0.03-0.04 at p90)
+    # diffuse noise and reverberation lift the whole map (the demo's mean 0.12 under peaks of
+    # 0.6): there the grating lobe of UMA-16 at 0.27 stood at 0.45 of the strongest peak and had
+    # a track in 43 of 77 updates. Heights above 0.7 of the map's mean: no track (a raw peak in
+    # 13). Above the whole mean: a raw peak in 1, but true weak sources lost too (W1's error
+    # 18.0 -> 19.9 degrees, W4's tracks 0.98 -> 0.87); 0.7 changed neither, and of the 5-room
+    # table's srp_phat column only UMA-16's three talkers (0.94 -> 0.92)
+    relative_floor = 0.7
 
     def _configure(self):
         pos = self.array.positions
