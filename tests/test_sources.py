@@ -131,11 +131,12 @@ def test_one_source_reports_one_and_silence_none(real_array, tmp_path):
 
 
 def test_the_demo_scene_has_no_ghost_track():
-    """The demo as `avstream run` starts it (UMA-16, SRP-PHAT, a talker and a circling white
-    noise): no track more than 15 degrees from both sources. The noise's grating lobe on the
-    horizon stood at 0.45 of the strongest peak, and had a track in 43 of the 77 updates; as a
-    height above the map's floor (SrpPhat.relative_floor) it stands near 0.3 and still makes a
-    raw peak in 13 (the tracker confirms none of them). Both sources keep their tracks."""
+    """The demo's scene as `avstream run` starts it (UMA-16, SRP-PHAT, a talker and a circling
+    white noise), without its camera, so over the whole sphere: no track more than 15 degrees
+    from both sources. The noise's grating lobe on the horizon stood at 0.45 of the strongest
+    peak, and had a track in 43 of the 77 updates; as a height above the map's floor
+    (SrpPhat.relative_floor) it stands near 0.3 and still makes a raw peak in 13 (in 1 with the
+    demo's camera grid), which the tracker confirms in none. Both sources keep their tracks."""
     from avstream.geometry.grids import angular_distance_deg, to_unit
 
     cfg = load_config(None, {"duration": 5.0, "camera.source": "none", "engine.speech": "off"})
