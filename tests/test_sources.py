@@ -30,16 +30,36 @@ def real_array(tmp_path_factory):
     return p
 
 
+def all_tracked(heatmap, azimuths, within=10.0):
+    """Whether every azimuth has a track within ``within`` degrees in this update."""
+    return all(any(az_error(tr.azimuth_deg, a) <= within for tr in heatmap.tracks) for a in azimuths)
+
+
+def turned(x, rate):
+    """A ReSpeaker recording with its channels turned a quarter (channel k gets what channel
+    k - 1 heard: a loudspeaker at 180 degrees moves to 270) and 1.5 s later (rolled)."""
+    return np.roll(x[:, [3, 0, 1, 2]], int(1.5 * rate), axis=0)
+
+
+def write_sum(parts, rate, path):
+    """Write the sum of recordings, cut to the shortest: sound adds, so this is what the array
+    hears with all of them playing, apart from a background counted once per part. Returns
+    ``path``."""
+    import soundfile as sf
+
+    n = min(len(p) for p in parts)
+    sf.write(path, sum(p[:n] for p in parts), rate, subtype="FLOAT")
+    return path
+
+
 @pytest.mark.skipif(not TWO.exists(), reason="two-loudspeaker recordings not present")
 @pytest.mark.parametrize("wav", sorted(p.name for p in TWO.glob("*.wav")))
 def test_two_real_loudspeakers_tracked_with_two_ids(wav, real_array):
     """Two loudspeakers at once (azimuth 180 and 225, tests/data/respeaker4_real/README.md),
     with the defaults: both within 10 degrees in at least 90% of updates, two stable ids."""
     sink, _ = locate_file(TWO / wav, real_array)
-    both, ids = [], set()
-    for h in sink.maps[WARM_UP:]:
-        both.append(all(any(az_error(tr.azimuth_deg, t) <= 10.0 for tr in h.tracks) for t in (180.0, 225.0)))
-        ids |= {tr.id for tr in h.tracks}
+    both = [all_tracked(h, (180.0, 225.0)) for h in sink.maps[WARM_UP:]]
+    ids = {tr.id for h in sink.maps[WARM_UP:] for tr in h.tracks}
     assert np.mean(both) >= 0.9, np.mean(both)
     assert ids == {1, 2}, ids
 
@@ -58,12 +78,8 @@ def test_three_real_loudspeakers_tracked_with_three_ids(wav, real_array, tmp_pat
 
     two, rate = sf.read(TWO / wav, dtype="float32")
     one, _ = sf.read(REAL / "150cm/a180e19_3_1b845200.wav", dtype="float32")
-    one = np.roll(one[:, [3, 0, 1, 2]], int(1.5 * rate), axis=0)
-    n = min(len(two), len(one))
-    sf.write(tmp_path / "three.wav", two[:n] + one[:n], rate, subtype="FLOAT")
-    sink, _ = locate_file(tmp_path / "three.wav", real_array)
-    truth = (180.0, 225.0, 270.0)
-    every = [all(any(az_error(tr.azimuth_deg, t) <= 10.0 for tr in h.tracks) for t in truth) for h in sink.maps[WARM_UP:]]
+    sink, _ = locate_file(write_sum([two, turned(one, rate)], rate, tmp_path / "three.wav"), real_array)
+    every = [all_tracked(h, (180.0, 225.0, 270.0)) for h in sink.maps[WARM_UP:]]
     assert np.mean(every) >= 0.85, np.mean(every)
     assert {tr.id for h in sink.maps for tr in h.tracks} == {1, 2, 3}
 
@@ -80,7 +96,7 @@ def test_two_real_loudspeakers_at_every_distance(distance, real_array, tmp_path)
     import soundfile as sf
 
     (first, rate), (second, _) = [sf.read(p, dtype="float32") for p in sorted((REAL / distance).glob("*.wav"))]
-    parts = [first, np.roll(second[:, [3, 0, 1, 2]], int(1.5 * rate), axis=0)]
+    parts = [first, turned(second, rate)]
     n = min(len(p) for p in parts)
 
     def talks_from(x):  # seconds: where its 0.1 s energy first reaches a tenth of its highest
@@ -88,10 +104,8 @@ def test_two_real_loudspeakers_at_every_distance(distance, real_array, tmp_path)
         return np.argmax(e > 0.1 * e.max()) / rate
 
     start = max(talks_from(p) for p in parts) + 0.5
-    sf.write(tmp_path / "two.wav", parts[0][:n] + parts[1][:n], rate, subtype="FLOAT")
-    sink, _ = locate_file(tmp_path / "two.wav", real_array)
-    both = [all(any(az_error(tr.azimuth_deg, t) <= 10.0 for tr in h.tracks) for t in (180.0, 270.0))
-            for h in sink.maps if h.t >= start]
+    sink, _ = locate_file(write_sum(parts, rate, tmp_path / "two.wav"), real_array)
+    both = [all_tracked(h, (180.0, 270.0)) for h in sink.maps if h.t >= start]
     assert len(both) >= 30 and np.mean(both) >= 0.9, (len(both), np.mean(both))
     assert {tr.id for h in sink.maps for tr in h.tracks} == {1, 2}
 
